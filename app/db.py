@@ -1,0 +1,51 @@
+"""Engine and session factories, and the request dependency that owns each transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every ORM model."""
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The libpq URL with SQLAlchemy's psycopg 3 driver selected."""
+    scheme, _, rest = database_url.partition("://")
+    if scheme not in {"postgres", "postgresql", "postgresql+psycopg"}:
+        raise ValueError(f"unsupported database URL scheme: {scheme!r}")
+    return f"postgresql+psycopg://{rest}"
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine on psycopg 3 whose pooled connections are checked before use."""
+    return create_async_engine(
+        sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+    )
+
+
+def create_sessionmaker(
+    engine: AsyncEngine, *, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (responses are built after it)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """Open one transaction per request: commit when the handler succeeds, roll back otherwise."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(transaction)]

@@ -1,0 +1,44 @@
+"""REST endpoints for family members."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from app.auth.dependencies import CurrentUser
+from app.db import DbSession
+from app.families import service as family_service
+from app.families.schemas import MemberIn, MemberOut
+
+router = APIRouter(tags=["families"])
+
+
+@router.post(
+    "/families/{family_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut
+)
+async def add_member(
+    family_id: uuid.UUID, body: MemberIn, actor: CurrentUser, session: DbSession
+) -> MemberOut:
+    """Add a parent or child to the family (parents only)."""
+    family_service.require_same_family(actor, family_id)
+    family_service.require_parent(actor)
+    user = await family_service.add_member(
+        session=session,
+        family_id=family_id,
+        email=body.email,
+        display_name=body.display_name,
+        password=body.password,
+        role=body.role,
+    )
+    return MemberOut.model_validate(user)
+
+
+@router.get("/families/{family_id}/members", response_model=list[MemberOut])
+async def list_members(
+    family_id: uuid.UUID, actor: CurrentUser, session: DbSession
+) -> list[MemberOut]:
+    """List the family's members."""
+    family_service.require_same_family(actor, family_id)
+    members = await family_service.list_members(session=session, family_id=family_id)
+    return [MemberOut.model_validate(m) for m in members]

@@ -1,0 +1,74 @@
+"""Builds the ASGI app: FastAPI under /v1, Socket.IO under /socket.io, the web client under /."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import socketio
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.auth.router import router as auth_router
+from app.db import create_engine, create_sessionmaker
+from app.errors import error_body, install_error_handlers
+from app.families.router import router as families_router
+from app.outbox.staging import notify_channel_info
+from app.realtime.server import create_socket_server
+from app.settings import Settings, get_settings
+from app.tasks.router import router as tasks_router
+
+WEB_CLIENT_DIR = Path(__file__).parent / "web"
+
+
+def create_api(settings: Settings) -> FastAPI:
+    """The REST API with its database engine bound to the app's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        channel = settings.outbox_channel if settings.outbox_notify else None
+        app.state.sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    api = FastAPI(title="Family realtime API", version="1.0.0", lifespan=lifespan)
+    api.state.settings = settings
+    install_error_handlers(api)
+
+    v1 = APIRouter(prefix="/v1")
+    for router in (auth_router, families_router, tasks_router):
+        v1.include_router(router)
+    api.include_router(v1)
+
+    @api.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["health"], response_model=None)
+    async def readyz(request: Request) -> dict[str, str] | JSONResponse:
+        """The process can reach its database."""
+        try:
+            async with request.app.state.sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            body = error_body("not_ready", "database unreachable", {"reason": str(exc)})
+            return JSONResponse(body, status_code=503)
+        return {"status": "ready"}
+
+    api.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web")
+    return api
+
+
+def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
+    """The whole web process as one ASGI app (``uvicorn app.main:create_app --factory``)."""
+    settings = settings or get_settings()
+    sio = create_socket_server(settings)
+    return socketio.ASGIApp(sio, other_asgi_app=create_api(settings), socketio_path="socket.io")

@@ -1,0 +1,13 @@
+"""Every event type of the platform: importing this module registers all payload models."""
+
+from __future__ import annotations
+
+from app.outbox.staging import EventPayload
+from app.tasks import events as task_events
+
+EVENT_MODULES = (task_events,)
+
+
+def event_types() -> dict[tuple[str, int], type[EventPayload]]:
+    """The payload model of each (type, version)."""
+    return dict(EventPayload.registry)

@@ -1,0 +1,222 @@
+"""A python-socketio client manager that shares emits between processes over Postgres NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+# Not re-exported by the socketio package itself.
+from socketio.async_pubsub_manager import AsyncPubSubManager
+
+from app.notifications import listen, notify
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+# NOTIFY refuses payloads of 8000 bytes or more; the body of a chunk leaves room for its
+# header (`<32 hex>:<index>:<count>:`, under 60 bytes even for absurd counts).
+MAX_PAYLOAD_BYTES = 8000
+CHUNK_BODY_CHARS = 7900
+
+
+def encode_bundle(messages: list[Message], *, chunk_chars: int = CHUNK_BODY_CHARS) -> list[str]:
+    """Serialise `messages` once and cut the JSON into headed NOTIFY payloads."""
+    # ensure_ascii makes characters and bytes the same count, so slicing the string
+    # can neither split a UTF-8 sequence nor overshoot the byte limit.
+    body = json.dumps(messages, ensure_ascii=True, separators=(",", ":"))
+    parts = [body[start : start + chunk_chars] for start in range(0, len(body), chunk_chars)]
+    # A fresh id per bundle also keeps Postgres from folding identical notifications
+    # sent in one transaction into one.
+    bundle_id = uuid.uuid4().hex
+    return [f"{bundle_id}:{index}:{len(parts)}:{part}" for index, part in enumerate(parts)]
+
+
+@dataclass
+class _PartialBundle:
+    count: int
+    first_seen: float
+    parts: dict[int, str] = field(default_factory=dict)
+
+
+class BundleAssembler:
+    """Reassemble chunked bundles from NOTIFY payloads, with a bounded buffer."""
+
+    def __init__(
+        self,
+        *,
+        max_age_seconds: float = 60.0,
+        max_pending: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_age_seconds = max_age_seconds
+        self._max_pending = max_pending
+        self._clock = clock
+        # Insertion order is arrival order, so the oldest bundles are always first.
+        self._pending: dict[str, _PartialBundle] = {}
+
+    def add(self, payload: str) -> list[Message]:
+        """Take one payload; return the messages of the bundle it completes, if any."""
+        try:
+            bundle_id, index_text, count_text, part = payload.split(":", 3)
+            index, count = int(index_text), int(count_text)
+        except ValueError:
+            logger.warning("ignoring malformed notification", extra={"payload": payload[:80]})
+            return []
+        if not 0 <= index < count:
+            logger.warning("ignoring chunk with bad index", extra={"bundle_id": bundle_id})
+            return []
+        if count == 1:
+            return self._decode(bundle_id, part)
+
+        self._evict(self._clock(), making_room=bundle_id not in self._pending)
+        bundle = self._pending.get(bundle_id)
+        if bundle is None:
+            bundle = _PartialBundle(count=count, first_seen=self._clock())
+            self._pending[bundle_id] = bundle
+        bundle.parts[index] = part
+        if len(bundle.parts) < bundle.count:
+            return []
+        del self._pending[bundle_id]
+        return self._decode(bundle_id, "".join(bundle.parts[i] for i in range(bundle.count)))
+
+    def discard_incomplete(self) -> None:
+        """Forget partial bundles, e.g. after a reconnect made completing them impossible."""
+        if self._pending:
+            logger.warning("dropping incomplete bundles", extra={"count": len(self._pending)})
+            self._pending.clear()
+
+    def _evict(self, now: float, *, making_room: bool) -> None:
+        while self._pending:
+            bundle_id, bundle = next(iter(self._pending.items()))
+            too_old = now - bundle.first_seen > self._max_age_seconds
+            too_many = making_room and len(self._pending) >= self._max_pending
+            if not (too_old or too_many):
+                return
+            logger.warning(
+                "dropping incomplete bundle",
+                extra={"bundle_id": bundle_id, "received": len(bundle.parts), "of": bundle.count},
+            )
+            del self._pending[bundle_id]
+
+    def _decode(self, bundle_id: str, body: str) -> list[Message]:
+        try:
+            messages = json.loads(body)
+        except ValueError:
+            logger.warning("ignoring undecodable bundle", extra={"bundle_id": bundle_id})
+            return []
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            logger.warning("ignoring bundle that is not a list of messages")
+            return []
+        return messages
+
+
+@dataclass
+class _TransactionBuffer:
+    owner: PostgresManager
+    messages: list[Message] = field(default_factory=list)
+    closed: bool = False
+
+
+# The buffer of the `publishing_in` block the current task is inside, if any.
+_transaction_buffer: ContextVar[_TransactionBuffer | None] = ContextVar(
+    "pg_manager_transaction_buffer", default=None
+)
+
+
+class PostgresManager(AsyncPubSubManager):
+    """Client manager whose pub/sub backend is Postgres LISTEN/NOTIFY."""
+
+    name = "postgres"
+    keepalive_seconds = 10.0
+    reconnect_delay_seconds = 1.0
+
+    def __init__(
+        self,
+        conninfo: str,
+        channel: str = "socketio",
+        write_only: bool = False,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(channel=channel, write_only=write_only, logger=logger)
+        self.conninfo = conninfo
+        self._publisher: psycopg.AsyncConnection[Any] | None = None
+        self._publisher_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def publishing_in(self, conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+        """Buffer emits made inside the block; NOTIFY them as one bundle in `conn`'s transaction."""
+        if not self.write_only:
+            # AsyncPubSubManager.emit delivers to this process's own clients before it
+            # publishes, so they would see emits of a transaction that later rolls back.
+            raise RuntimeError("publishing_in needs a write_only manager")
+        buffer = _TransactionBuffer(owner=self)
+        token = _transaction_buffer.set(buffer)
+        try:
+            yield
+        finally:
+            buffer.closed = True
+            _transaction_buffer.reset(token)
+        # Reached on normal exit only: an exception in the block sends nothing.
+        if buffer.messages:
+            await notify(conn, self.channel, encode_bundle(buffer.messages))
+
+    async def aclose(self) -> None:
+        """Close the publishing connection, if one is open."""
+        async with self._publisher_lock:
+            if self._publisher is not None:
+                await self._publisher.close()
+                self._publisher = None
+
+    async def _publish(self, data: Message) -> None:
+        buffer = _transaction_buffer.get()
+        if buffer is not None and buffer.owner is self:
+            if buffer.closed:
+                # A task spawned inside the block outlived it; dropping silently would lose it.
+                raise RuntimeError("emit after its publishing_in block ended")
+            buffer.messages.append(data)
+            return
+        await self._send(encode_bundle([data]))
+
+    async def _send(self, payloads: list[str]) -> None:
+        async with self._publisher_lock:
+            for _attempt in range(2):
+                fresh = self._publisher is None or self._publisher.closed
+                if fresh or self._publisher is None:
+                    self._publisher = await psycopg.AsyncConnection.connect(
+                        self.conninfo, autocommit=True
+                    )
+                try:
+                    await notify(self._publisher, self.channel, payloads)
+                    return
+                except psycopg.OperationalError:
+                    await self._publisher.close()
+                    self._publisher = None
+                    # A connection that just opened failing is not staleness: give up.
+                    if fresh:
+                        raise
+                    logger.warning("publishing connection lost; reconnecting")
+
+    async def _listen(self) -> AsyncIterator[Message]:
+        # Never returns: AsyncPubSubManager._thread stops for good when this generator ends,
+        # so reconnecting is left to `listen`, which loops forever.
+        assembler = BundleAssembler()
+        async for payload in listen(
+            self.conninfo,
+            self.channel,
+            keepalive_seconds=self.keepalive_seconds,
+            reconnect_delay_seconds=self.reconnect_delay_seconds,
+            on_disconnect=assembler.discard_incomplete,
+        ):
+            for message in assembler.add(payload):
+                yield message

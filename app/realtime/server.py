@@ -1,0 +1,75 @@
+"""The Socket.IO server: authenticates each connection and puts it in its user and family rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import socketio
+
+from app.auth.tokens import TokenExpired, verify_token
+from app.errors import Unauthorized
+from app.realtime.pg_manager import PostgresManager
+from app.realtime.rooms import family_room, user_room
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_client_manager(settings: Settings, *, write_only: bool) -> socketio.AsyncManager:
+    """The cross-process manager: Postgres LISTEN/NOTIFY by default, Redis when configured."""
+    if settings.socketio_redis_url:
+        return socketio.AsyncRedisManager(
+            settings.socketio_redis_url, channel=settings.socketio_channel, write_only=write_only
+        )
+    return PostgresManager(
+        settings.database_url, channel=settings.socketio_channel, write_only=write_only
+    )
+
+
+def create_socket_server(settings: Settings) -> socketio.AsyncServer:
+    """A Socket.IO server whose connections must present a valid access token."""
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        client_manager=create_client_manager(settings, write_only=False),
+        cors_allowed_origins=settings.cors_origins,
+    )
+    expiry_timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def expire(sid: str) -> None:
+        await sio.emit("session.expired", {"reason": "token_expired"}, to=sid)
+        await sio.disconnect(sid)
+
+    async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str):
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+        try:
+            claims = verify_token(token, settings)
+        except TokenExpired as exc:
+            raise socketio.exceptions.ConnectionRefusedError("token_expired") from exc
+        except Unauthorized as exc:
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from exc
+        await sio.save_session(
+            sid, {"user_id": str(claims.user_id), "family_id": str(claims.family_id)}
+        )
+        await sio.enter_room(sid, user_room(claims.user_id))
+        await sio.enter_room(sid, family_room(claims.family_id))
+        # A socket must not outlive the token that opened it.
+        remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
+        loop = asyncio.get_running_loop()
+        expiry_timers[sid] = loop.call_later(
+            max(remaining, 0), lambda: sio.start_background_task(expire, sid)
+        )
+        logger.debug("socket connected", extra={"sid": sid, "user_id": str(claims.user_id)})
+
+    async def disconnect(sid: str, reason: str) -> None:
+        timer = expiry_timers.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
+
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
+    return sio

@@ -1,0 +1,82 @@
+"""Task events: typed payloads (the seed's contracts) and their recipients, staged in the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.outbox.staging import EventPayload, stage
+from app.realtime.rooms import user_room
+from app.tasks.models import Task
+from app.tasks.schemas import TaskOut
+
+
+class TaskCreated(EventPayload):
+    """A task was created; sent to its assignees."""
+
+    event_type = "task.created"
+    task_id: uuid.UUID
+    family_id: uuid.UUID
+    assigned_to: list[uuid.UUID]
+    task: TaskOut
+
+
+class TaskAssigned(EventPayload):
+    """A task's assignees changed; sent to the new assignees and to those removed."""
+
+    event_type = "task.assigned"
+    task_id: uuid.UUID
+    assigned_to: list[uuid.UUID]
+    task: TaskOut
+
+
+class TaskCompleted(EventPayload):
+    """A task was completed; sent to the family's parents and the assignees."""
+
+    event_type = "task.completed"
+    task_id: uuid.UUID
+    completed_by: uuid.UUID
+    task: TaskOut
+
+
+class TaskDeleted(EventPayload):
+    """A task was deleted; sent to the affected users (assignees and parents)."""
+
+    event_type = "task.deleted"
+    task_id: uuid.UUID
+    family_id: uuid.UUID
+    affected_users: list[uuid.UUID]
+
+
+def _record(
+    session: AsyncSession, payload: EventPayload, family_id: uuid.UUID, users: Iterable[uuid.UUID]
+) -> None:
+    stage(session, payload, streams=[user_room(u) for u in users], family_id=family_id)
+
+
+def record_created(*, session: AsyncSession, task: Task) -> None:
+    assignees = task.assignee_ids
+    payload = TaskCreated(
+        task_id=task.id, family_id=task.family_id, assigned_to=assignees, task=TaskOut.of(task)
+    )
+    _record(session, payload, task.family_id, assignees)
+
+
+def record_assigned(*, session: AsyncSession, task: Task, removed: Iterable[uuid.UUID]) -> None:
+    assignees = task.assignee_ids
+    payload = TaskAssigned(task_id=task.id, assigned_to=assignees, task=TaskOut.of(task))
+    _record(session, payload, task.family_id, [*assignees, *removed])
+
+
+def record_completed(
+    *, session: AsyncSession, task: Task, completed_by: uuid.UUID, parents: Iterable[uuid.UUID]
+) -> None:
+    payload = TaskCompleted(task_id=task.id, completed_by=completed_by, task=TaskOut.of(task))
+    _record(session, payload, task.family_id, [*parents, *task.assignee_ids])
+
+
+def record_deleted(*, session: AsyncSession, task: Task, affected_users: list[uuid.UUID]) -> None:
+    payload = TaskDeleted(task_id=task.id, family_id=task.family_id, affected_users=affected_users)
+    _record(session, payload, task.family_id, affected_users)

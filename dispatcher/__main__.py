@@ -1,0 +1,84 @@
+"""``python -m dispatcher``: the outbox drain loop, its wake-up listener and scheduled jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from prometheus_client import start_http_server
+from psycopg_pool import AsyncConnectionPool
+from pythonjsonlogger.json import JsonFormatter
+
+import app.outbox.catalogue  # noqa: F401  (registers every event type the dispatcher may emit)
+from app.realtime.server import create_client_manager
+from app.settings import Settings, get_settings
+from dispatcher.jobs import create_scheduler
+from dispatcher.listener import wake_on_notify
+from dispatcher.settings import DispatcherSettings
+from dispatcher.worker import Worker
+
+logger = logging.getLogger("dispatcher")
+
+
+def configure_logging(settings: DispatcherSettings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+
+
+async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
+    """Run until SIGTERM/SIGINT, then finish the batch in hand and exit."""
+    manager = create_client_manager(app_settings, write_only=True)
+    wake = asyncio.Event()
+    pool = AsyncConnectionPool(
+        app_settings.database_url,
+        min_size=2,
+        max_size=4,
+        kwargs={"autocommit": True},
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+    )
+    async with pool:
+        worker = Worker(pool=pool, manager=manager, settings=settings, wake=wake)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        scheduler = create_scheduler(pool, settings)
+        scheduler.start()
+        listener = asyncio.create_task(
+            wake_on_notify(
+                app_settings.database_url,
+                app_settings.outbox_channel,
+                wake,
+                keepalive_seconds=settings.listener_keepalive_seconds,
+            )
+        )
+        try:
+            await worker.run()
+        finally:
+            scheduler.shutdown(wait=False)
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+
+def main() -> None:
+    app_settings = get_settings()
+    settings = DispatcherSettings()
+    configure_logging(settings)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    if not app_settings.outbox_notify:
+        logger.info("outbox NOTIFY is off: relying on polling alone")
+    asyncio.run(run(app_settings, settings))
+
+
+if __name__ == "__main__":
+    main()

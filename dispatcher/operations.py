@@ -1,0 +1,184 @@
+"""Operator queries over the outbox, shared by the CLI and the dispatcher's scheduled jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+Status = Literal["pending", "delivered", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which rows an operator means; every field narrows the selection."""
+
+    status: Status | None = None
+    type: str | None = None
+    older_than: timedelta | None = None
+    newer_than: timedelta | None = None
+    recipient: str | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        clauses = ["TRUE"]
+        params: dict[str, Any] = {}
+        if self.status is not None:
+            clauses.append("e.status = %(status)s")
+            params["status"] = self.status
+        if self.type is not None:
+            clauses.append("e.type = %(type)s")
+            params["type"] = self.type
+        if self.older_than is not None:
+            clauses.append("e.created_at < now() - %(older_than)s")
+            params["older_than"] = self.older_than
+        if self.newer_than is not None:
+            clauses.append("e.created_at >= now() - %(newer_than)s")
+            params["newer_than"] = self.newer_than
+        if self.recipient is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM outbox_recipients r"
+                " WHERE r.event_id = e.id AND r.stream = %(recipient)s)"
+            )
+            params["recipient"] = self.recipient
+        return " AND ".join(clauses), params
+
+
+async def stats(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """Backlog, oldest pending age, dead count, and counts per type and status."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """
+            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                   count(*) FILTER (WHERE status = 'dead') AS dead,
+                   count(*) FILTER (WHERE status = 'delivered') AS delivered,
+                   coalesce(extract(epoch FROM now() - min(created_at)
+                       FILTER (WHERE status = 'pending')), 0)::float8 AS oldest_pending_seconds
+            FROM outbox_events
+            """
+        )
+        totals = await cur.fetchone()
+        await cur.execute(
+            """
+            SELECT type, status, count(*) AS count FROM outbox_events
+            GROUP BY type, status ORDER BY type, status
+            """
+        )
+        per_type = await cur.fetchall()
+    assert totals is not None
+    return {**totals, "per_type": per_type}
+
+
+LIST_COLUMNS = """
+    e.id, e.type, e.version, e.status, e.attempts, e.created_at, e.next_attempt_at,
+    e.delivered_at, e.last_error, e.family_id,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(r.stream, r.seq) ORDER BY r.stream), '[]')
+     FROM outbox_recipients r WHERE r.event_id = e.id) AS recipients
+"""
+
+
+async def list_events(
+    conn: AsyncConnection[Any], selection: EventFilter, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The newest rows matching ``selection``."""
+    where, params = selection.where()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {LIST_COLUMNS} FROM outbox_events e WHERE {where}"
+            " ORDER BY e.id DESC LIMIT %(limit)s",
+            {**params, "limit": limit},
+        )
+        return await cur.fetchall()
+
+
+async def get_event(conn: AsyncConnection[Any], event_id: int) -> dict[str, Any] | None:
+    """One row with its payload, claim and error history."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {LIST_COLUMNS}, e.payload, e.errors, e.claimed_by, e.lease_expires_at"
+            " FROM outbox_events e WHERE e.id = %(id)s",
+            {"id": event_id},
+        )
+        return await cur.fetchone()
+
+
+REPLAY = """
+UPDATE outbox_events
+SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL,
+    claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
+WHERE id = ANY(%(ids)s)
+RETURNING id
+"""
+
+
+async def replay(
+    conn: AsyncConnection[Any], event_ids: list[int], *, notify_channel: str
+) -> list[int]:
+    """Make rows pending again (their error history stays) and wake the dispatchers."""
+    async with conn.cursor() as cur:
+        await cur.execute(REPLAY, {"ids": event_ids})
+        replayed = [row[0] for row in await cur.fetchall()]
+        await cur.execute("SELECT pg_notify(%s, '')", (notify_channel,))
+    return sorted(replayed)
+
+
+async def matching_ids(
+    conn: AsyncConnection[Any], selection: EventFilter, *, limit: int
+) -> list[int]:
+    """Ids of rows matching ``selection``, oldest first."""
+    where, params = selection.where()
+    async with conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT e.id FROM outbox_events e WHERE {where} ORDER BY e.id LIMIT %(limit)s",
+            {**params, "limit": limit},
+        )
+        return [row[0] for row in await cur.fetchall()]
+
+
+PURGE_BATCH = """
+DELETE FROM outbox_events
+WHERE id IN (
+    SELECT id FROM outbox_events
+    WHERE status = 'delivered' AND delivered_at < %(cutoff)s
+    ORDER BY id LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
+async def purge_delivered(
+    conn: AsyncConnection[Any], *, older_than: timedelta, batch_size: int
+) -> int:
+    """Delete delivered rows older than the window, one short transaction per batch."""
+    total = 0
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT now() - %(window)s", {"window": older_than})
+        row = await cur.fetchone()
+        assert row is not None
+        cutoff: datetime = row[0]
+        while True:
+            async with conn.transaction():
+                await cur.execute(PURGE_BATCH, {"cutoff": cutoff, "batch": batch_size})
+                deleted = cur.rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+
+async def backlog_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """The cheap numbers for metrics: served by indexes, never a scan of delivered rows."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """
+            SELECT (SELECT count(*) FROM outbox_events WHERE status = 'pending') AS pending,
+                   (SELECT count(*) FROM outbox_events WHERE status = 'dead') AS dead,
+                   coalesce(extract(epoch FROM now() - (SELECT min(created_at)
+                       FROM outbox_events WHERE status = 'pending')), 0)::float8
+                       AS oldest_pending_seconds
+            """
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row

@@ -1,0 +1,31 @@
+"""Settings of the dispatcher process (prefix ``DISPATCHER_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DispatcherSettings(BaseSettings):
+    """How the dispatcher claims, retries and retains outbox rows."""
+
+    model_config = SettingsConfigDict(env_prefix="DISPATCHER_", env_file=".env", extra="ignore")
+
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    # A lost NOTIFY costs at most one poll interval.
+    poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # How long a claim stays fenced; a crashed dispatcher's rows are reclaimed after it.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1)
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    retention_days: float = Field(default=7.0, gt=0)
+    purge_batch_size: int = Field(default=5000, ge=1)
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    gauge_interval_seconds: float = Field(default=5.0, gt=0)
+    listener_keepalive_seconds: float = Field(default=10.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    # 0 disables the Prometheus endpoint (tests run several dispatchers at once).
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_format: str = Field(default="text", pattern="^(text|json)$")

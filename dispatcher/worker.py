@@ -1,0 +1,204 @@
+"""The drain loop: claim a batch, emit it to Socket.IO, mark it delivered; retry what failed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import socketio
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from app.outbox.staging import payload_model
+from app.realtime.pg_manager import PostgresManager
+from dispatcher import metrics, queries
+from dispatcher.envelope import ClaimedEvent
+from dispatcher.settings import DispatcherSettings
+
+logger = logging.getLogger(__name__)
+
+
+def process_owner() -> str:
+    """A claim owner unique to this process start."""
+    return f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+
+
+def retry_delay(attempt: int, settings: DispatcherSettings) -> float:
+    """Exponential backoff with full jitter, so failing rows do not retry in lockstep."""
+    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Worker:
+    """Drains the outbox until stopped; any number of workers may run against one database."""
+
+    def __init__(
+        self,
+        *,
+        pool: AsyncConnectionPool[AsyncConnection[Any]],
+        manager: socketio.AsyncManager,
+        settings: DispatcherSettings,
+        wake: asyncio.Event,
+    ) -> None:
+        self.pool = pool
+        self.manager = manager
+        self.settings = settings
+        self.wake = wake
+        self.owner = process_owner()
+        self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from ``run``."""
+        self.stopping.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        logger.info("dispatcher worker started", extra={"owner": self.owner})
+        while not self.stopping.is_set():
+            # Cleared before the claim, so a NOTIFY that lands during it is not lost.
+            self.wake.clear()
+            try:
+                handled = await self.drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("drain failed; retrying after the poll interval")
+                handled = 0
+            if handled < self.settings.batch_size:
+                await self._wait_for_work()
+        logger.info("dispatcher worker stopped", extra={"owner": self.owner})
+
+    async def _wait_for_work(self) -> None:
+        # On timeout, the polling fallback: scan anyway.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval_seconds)
+
+    async def drain_once(self) -> int:
+        """Claim and handle one batch; return how many rows it held."""
+        token = uuid.uuid4()
+        batch = await self._claim(token)
+        if not batch:
+            return 0
+        metrics.BATCH_SIZE.observe(len(batch))
+        try:
+            await self._handle(batch, token)
+        except BaseException:
+            # Rows still claimed after a failure between the steps (or a cancellation on
+            # shutdown) go straight back to the queue instead of waiting out their lease.
+            await self._release([e.id for e in batch], token)
+            raise
+        return len(batch)
+
+    async def _claim(self, token: uuid.UUID) -> list[ClaimedEvent]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                queries.CLAIM_BATCH,
+                {
+                    "limit": self.settings.batch_size,
+                    "owner": self.owner,
+                    "token": token,
+                    "lease_seconds": self.settings.lease_seconds,
+                },
+            )
+            rows = await cur.fetchall()
+        return sorted((ClaimedEvent.from_row(row) for row in rows), key=lambda e: e.id)
+
+    async def _handle(self, batch: list[ClaimedEvent], token: uuid.UUID) -> None:
+        deliverable = [e for e in batch if payload_model(e.type, e.version) is not None]
+        failures = {
+            e.id: f"unknown event type {e.type!r} version {e.version}"
+            for e in batch
+            if payload_model(e.type, e.version) is None
+        }
+        if deliverable:
+            try:
+                await self._deliver(deliverable, token)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any sink failure fails the batch; the rows retry
+                logger.warning("emit failed for a batch", exc_info=True)
+                failures.update({e.id: f"{type(exc).__name__}: {exc}" for e in deliverable})
+        if failures:
+            await self._mark_failed([e for e in batch if e.id in failures], failures, token)
+
+    async def _deliver(self, events: list[ClaimedEvent], token: uuid.UUID) -> None:
+        by_id = {e.id: e for e in events}
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(queries.MARK_DELIVERED, {"ids": list(by_id), "token": token})
+            finished = sorted(row[0] for row in await cur.fetchall())
+            # Emits become NOTIFYs of this very transaction with the Postgres manager: the
+            # rows are marked delivered exactly when the Socket.IO tier gets them.
+            async with self._publishing(conn):
+                for event_id in finished:
+                    event = by_id[event_id]
+                    for stream, seq in event.recipients:
+                        await self.manager.emit(event.type, event.envelope(seq), room=stream)
+        now = datetime.now(UTC)
+        for event_id in finished:
+            event = by_id[event_id]
+            metrics.DELIVERED.labels(event.type).inc()
+            latency = (now - event.created_at).total_seconds()
+            metrics.COMMIT_TO_EMIT.observe(latency)
+            logger.debug(
+                "event emitted",
+                extra={
+                    "event_id": event.id,
+                    "type": event.type,
+                    "attempt": event.attempts,
+                    "latency_ms": round(latency * 1000, 2),
+                },
+            )
+        if len(finished) < len(events):
+            logger.warning(
+                "lost the lease on some rows; another dispatcher owns them now",
+                extra={"event_ids": sorted(set(by_id) - set(finished))},
+            )
+
+    @asynccontextmanager
+    async def _publishing(self, conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+        if isinstance(self.manager, PostgresManager):
+            async with self.manager.publishing_in(conn):
+                yield
+        else:
+            # Redis: emits go out before the commit (at least once; clients dedupe by id).
+            yield
+
+    async def _mark_failed(
+        self, events: list[ClaimedEvent], errors: dict[int, str], token: uuid.UUID
+    ) -> None:
+        params = {
+            "ids": [e.id for e in events],
+            "delays": [retry_delay(e.attempts, self.settings) for e in events],
+            "errors": [errors[e.id] for e in events],
+            "max_attempts": self.settings.max_attempts,
+            "token": token,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(queries.MARK_FAILED, params)
+            rows = await cur.fetchall()
+        for event_id, event_type, status, attempt in rows:
+            metrics.FAILED.labels(event_type).inc()
+            fields = {
+                "event_id": event_id,
+                "type": event_type,
+                "attempt": attempt,
+                "error": errors[event_id],
+            }
+            if status == "dead":
+                metrics.DIED.labels(event_type).inc()
+                logger.error("event is dead after its last attempt", extra=fields)
+            else:
+                logger.warning("event failed; will retry", extra=fields)
+
+    async def _release(self, event_ids: list[int], token: uuid.UUID) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(queries.RELEASE_CLAIM, {"ids": event_ids, "token": token})
+        logger.info("released unfinished claims", extra={"rows": cur.rowcount})
