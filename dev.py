@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""One command for a fresh clone (standard library only, any Python >= 3.11).
+
+    python3 dev.py [up]              run everything (embedded Postgres unless DATABASE_URL is set)
+    python3 dev.py test [ARGS...]    ruff, ruff format --check, mypy, then pytest ARGS
+
+Both first create .venv and install the project into it when pyproject.toml has changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+VENV = REPO / ".venv"
+VENV_PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+# Holds the hash of the pyproject.toml last installed; inside .venv so a new venv reinstalls.
+STAMP = VENV / ".dev-install-stamp"
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 -- run by whatever python3 a machine has
+        print(f"dev.py needs Python >= 3.11, this is {sys.version.split()[0]}", file=sys.stderr)
+        return 2
+    command, args = (argv[0], argv[1:]) if argv else ("up", [])
+    if command in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    if command not in ("up", "test"):
+        print(f"unknown command {command!r}; try: python3 dev.py --help", file=sys.stderr)
+        return 2
+    os.chdir(REPO)
+    ensure_installed()
+    if command == "up":
+        if args:
+            print("dev.py up takes no arguments", file=sys.stderr)
+            return 2
+        py = str(VENV_PYTHON)
+        os.execv(py, [py, "-m", "app.devserver"])
+    return run_checks(args)
+
+
+def ensure_installed() -> None:
+    """Create .venv if missing; install the project when pyproject.toml changed since last time."""
+    if not VENV_PYTHON.exists():
+        print("creating virtualenv in .venv ...", flush=True)
+        run_or_exit([sys.executable, "-m", "venv", str(VENV)])
+    wanted = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    print("installing dependencies (pip install -e '.[dev,embedded]') ...", flush=True)
+    pip = [str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run_or_exit([*pip, "-e", ".[dev,embedded]"])
+    STAMP.write_text(wanted + "\n")
+
+
+def run_checks(pytest_args: list[str]) -> int:
+    """Run every check even when one fails, so one run shows all problems."""
+    py = str(VENV_PYTHON)
+    checks = [
+        ("ruff check", [py, "-m", "ruff", "check", "."]),
+        ("ruff format --check", [py, "-m", "ruff", "format", "--check", "."]),
+        ("mypy", [py, "-m", "mypy"]),
+        ("pytest", [py, "-m", "pytest", *pytest_args]),
+    ]
+    failed: list[str] = []
+    exit_code = 0
+    for name, cmd in checks:
+        print(f"--- {name}", flush=True)
+        code = subprocess.call(cmd)
+        if code != 0:
+            failed.append(f"{name} (exit {code})")
+            exit_code = exit_code or code
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", flush=True)
+        return exit_code
+    print("all checks passed", flush=True)
+    return 0
+
+
+def run_or_exit(cmd: list[str]) -> None:
+    code = subprocess.call(cmd)
+    if code != 0:
+        print(f"failed (exit {code}): {' '.join(cmd)}", file=sys.stderr)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

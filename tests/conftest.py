@@ -1,0 +1,105 @@
+"""Fixtures: a migrated template database cloned per test, and the system's real processes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from tests.harness import (
+    REPO_ROOT,
+    TEST_JWT_SECRET,
+    ManagedProcess,
+    dispatcher_process,
+    web_process,
+)
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    """``url`` pointing at another database, still as a URL (SQLAlchemy needs one)."""
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    params["dbname"] = dbname
+    return "postgresql://?" + urlencode(params)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """The Postgres server the tests use: DATABASE_URL, or an embedded one when it is unset."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from app.embedded_postgres import ensure_embedded_postgres
+
+    return ensure_embedded_postgres(REPO_ROOT / ".data" / "test-postgres")
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url: str) -> Iterator[str]:
+    """A database migrated once per test session, for tests to clone."""
+    name = f"family_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = _with_dbname(server_url, name)
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(server_url: str, template_database: str) -> Iterator[str]:
+    """A fresh database of this test's own, cloned from the migrated template."""
+    name = f"family_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_database)
+            )
+        )
+    yield _with_dbname(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def web(database_url: str, log_dir: Path) -> Iterator[str]:
+    """A running web process (uvicorn); yields its base URL."""
+    proc, base_url = web_process(database_url, log_dir)
+    yield base_url
+    proc.stop()
+
+
+@pytest.fixture
+def dispatcher(database_url: str, log_dir: Path) -> Iterator[ManagedProcess]:
+    """A running dispatcher process."""
+    proc = dispatcher_process(database_url, log_dir)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def api(web: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=web, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def jwt_secret() -> str:
+    return TEST_JWT_SECRET

@@ -1,0 +1,236 @@
+"""Real processes and real clients for the tests: uvicorn, the dispatcher, Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import socketio
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+DEADLINE_SECONDS = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a child process of the system under test."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "APP_ENVIRONMENT": "test",
+        "APP_JWT_SECRET": TEST_JWT_SECRET,
+        "DISPATCHER_METRICS_PORT": "0",
+        "DISPATCHER_POLL_INTERVAL_SECONDS": "0.2",
+        "DISPATCHER_LEASE_SECONDS": "3",
+        "DISPATCHER_RETRY_BASE_SECONDS": "0.1",
+        "DISPATCHER_RETRY_MAX_SECONDS": "0.5",
+        "DISPATCHER_LOG_LEVEL": "DEBUG",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class ManagedProcess:
+    """A child process whose output goes to a log file the test can read and wait on."""
+
+    name: str
+    args: list[str]
+    env: Mapping[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                self.args, env=dict(self.env), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, text: str, *, count: int = 1, timeout: float = DEADLINE_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {text!r} not logged\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 10) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def web_process(database_url: str, log_dir: Path, **env: str) -> tuple[ManagedProcess, str]:
+    """A started uvicorn serving the app; returns it with its base URL once it answers."""
+    port = free_port()
+    proc = ManagedProcess(
+        name=f"web:{port}",
+        args=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=process_env(database_url, **env),
+        log_path=log_dir / f"web-{port}.log",
+    )
+    proc.start()
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        proc.check_alive()
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return proc, base_url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"web did not start:\n{proc.log()}")
+        time.sleep(0.05)
+
+
+def dispatcher_process(database_url: str, log_dir: Path, **env: str) -> ManagedProcess:
+    """A started ``python -m dispatcher`` whose drain loop is running."""
+    proc = ManagedProcess(
+        name="dispatcher",
+        args=[sys.executable, "-m", "dispatcher"],
+        env=process_env(database_url, **env),
+        log_path=log_dir / f"dispatcher-{uuid.uuid4().hex[:8]}.log",
+    )
+    proc.start()
+    proc.wait_for_log("dispatcher worker started")
+    return proc
+
+
+@dataclass
+class SocketRecorder:
+    """A real Socket.IO client over TCP that records every event it receives."""
+
+    base_url: str
+    token: str
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    client: socketio.AsyncClient = field(init=False)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.client.on("*", self._record)
+
+    async def _record(self, event: str, data: Any) -> None:
+        self.events.append((event, data))
+        self._changed.set()
+
+    async def connect(self) -> None:
+        await self.client.connect(
+            self.base_url, auth={"token": self.token}, transports=["websocket"], wait_timeout=10
+        )
+
+    async def disconnect(self) -> None:
+        await self.client.disconnect()
+
+    def of_type(self, event_type: str) -> list[Any]:
+        return [data for name, data in self.events if name == event_type]
+
+    async def wait_until(
+        self, condition: Callable[[list[tuple[str, Any]]], bool], within: float = DEADLINE_SECONDS
+    ) -> None:
+        async with asyncio.timeout(within):
+            while not condition(self.events):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@dataclass
+class Member:
+    id: str
+    family_id: str
+    email: str
+    token: str
+    role: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def signup(api: httpx.AsyncClient, name: str = "Parent") -> Member:
+    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    response = await api.post(
+        "/v1/auth/signup",
+        json={
+            "familyName": f"{name}'s family",
+            "displayName": name,
+            "email": email,
+            "password": "correct horse battery",
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Member(
+        body["user"]["id"], body["user"]["familyId"], email, body["accessToken"], "parent"
+    )
+
+
+async def add_member(api: httpx.AsyncClient, parent: Member, name: str, role: str) -> Member:
+    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    response = await api.post(
+        f"/v1/families/{parent.family_id}/members",
+        headers=parent.headers,
+        json={
+            "displayName": name,
+            "email": email,
+            "password": "correct horse battery",
+            "role": role,
+        },
+    )
+    assert response.status_code == 201, response.text
+    login = await api.post(
+        "/v1/auth/login", json={"email": email, "password": "correct horse battery"}
+    )
+    assert login.status_code == 200, login.text
+    return Member(response.json()["id"], parent.family_id, email, login.json()["accessToken"], role)
