@@ -48,4 +48,6 @@ async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-DbSession = Annotated[AsyncSession, Depends(transaction)]
+# "function" scope: the commit happens before the response is sent, so a client that got a
+# 2xx can rely on the change (and its outbox event) being committed.
+DbSession = Annotated[AsyncSession, Depends(transaction, scope="function")]

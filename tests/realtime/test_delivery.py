@@ -1,0 +1,171 @@
+"""End to end: a REST mutation reaches exactly the right Socket.IO clients, through the outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+import socketio
+
+from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, signup
+
+
+async def connected(base_url: str, member: Member) -> SocketRecorder:
+    recorder = SocketRecorder(base_url, member.token)
+    await recorder.connect()
+    return recorder
+
+
+async def create_task(
+    api: httpx.AsyncClient, parent: Member, assignees: list[Member], **fields: object
+) -> dict[str, object]:
+    response = await api.post(
+        f"/v1/families/{parent.family_id}/tasks",
+        headers=parent.headers,
+        json={"title": "Dishes", "assignedTo": [m.id for m in assignees], **fields},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def task_ids(recorder: SocketRecorder, event_type: str) -> list[str]:
+    return [envelope["data"]["taskId"] for envelope in recorder.of_type(event_type)]
+
+
+async def test_task_created_reaches_only_its_assignee(
+    api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess
+) -> None:
+    parent = await signup(api, "Ada")
+    assignee = await add_member(api, parent, "Kim", "child")
+    bystander = await add_member(api, parent, "Lou", "child")
+    stranger = await signup(api, "Zed")
+    sockets = {m.id: await connected(web, m) for m in (parent, assignee, bystander, stranger)}
+
+    task = await create_task(api, parent, [assignee], description="Before dinner")
+
+    await sockets[assignee.id].wait_until(lambda events: len(events) >= 1)
+    [(name, envelope)] = sockets[assignee.id].events
+    assert name == "task.created"
+    assert envelope["id"].startswith("evt_")
+    assert envelope["type"] == "task.created"
+    assert envelope["version"] == 1
+    assert envelope["seq"] == 1
+    assert envelope["familyId"] == parent.family_id
+    assert datetime.fromisoformat(envelope["occurredAt"]) <= datetime.now(UTC)
+    assert envelope["data"] == {
+        "taskId": task["id"],
+        "familyId": parent.family_id,
+        "assignedTo": [assignee.id],
+        "task": task,
+    }
+
+    # A later event for everybody else, committed after the first: once it has arrived, the
+    # first one would have too, had it been sent to them.
+    marker = await create_task(api, parent, [bystander])
+    stranger_task = await create_task(api, stranger, [stranger])
+    await sockets[bystander.id].wait_until(lambda events: len(events) >= 1)
+    await sockets[stranger.id].wait_until(lambda events: len(events) >= 1)
+    assert task_ids(sockets[bystander.id], "task.created") == [marker["id"]]
+    assert task_ids(sockets[stranger.id], "task.created") == [stranger_task["id"]]
+    assert sockets[parent.id].events == []
+    assert len(sockets[assignee.id].events) == 1
+    for recorder in sockets.values():
+        await recorder.disconnect()
+
+
+async def test_task_lifecycle_events(
+    api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess
+) -> None:
+    parent = await signup(api, "Ada")
+    first = await add_member(api, parent, "Kim", "child")
+    second = await add_member(api, parent, "Lou", "child")
+    parent_socket, first_socket, second_socket = [
+        await connected(web, m) for m in (parent, first, second)
+    ]
+    task = await create_task(api, parent, [first])
+    reassigned = await api.patch(
+        f"/v1/tasks/{task['id']}", headers=parent.headers, json={"assignedTo": [second.id]}
+    )
+    assert reassigned.status_code == 200, reassigned.text
+    completed = await api.post(f"/v1/tasks/{task['id']}/complete", headers=second.headers)
+    assert completed.status_code == 200
+    deleted = await api.delete(f"/v1/tasks/{task['id']}", headers=parent.headers)
+    assert deleted.status_code == 204
+
+    await second_socket.wait_until(lambda events: len(events) >= 3)
+    await parent_socket.wait_until(lambda events: len(events) >= 2)
+    assert [name for name, _ in second_socket.events] == [
+        "task.assigned",
+        "task.completed",
+        "task.deleted",
+    ]
+    assert [e["seq"] for _, e in second_socket.events] == [1, 2, 3]
+    assigned = second_socket.of_type("task.assigned")[0]["data"]
+    assert assigned["assignedTo"] == [second.id]
+    done = second_socket.of_type("task.completed")[0]["data"]
+    assert done["completedBy"] == second.id
+    assert done["task"]["completedBy"] == second.id
+    gone = second_socket.of_type("task.deleted")[0]["data"]
+    assert gone["taskId"] == task["id"]
+    assert set(gone["affectedUsers"]) == {second.id, parent.id}
+    assert [name for name, _ in parent_socket.events] == ["task.completed", "task.deleted"]
+    # The removed assignee learns of the reassignment, and of nothing after it.
+    await first_socket.wait_until(lambda events: len(events) >= 2)
+    assert [name for name, _ in first_socket.events] == ["task.created", "task.assigned"]
+
+
+async def test_payload_over_the_notify_limit_arrives_intact(
+    api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess
+) -> None:
+    parent = await signup(api, "Ada")
+    child = await add_member(api, parent, "Kim", "child")
+    socket = await connected(web, child)
+    description = "Grüße, 家族 🧹 " * 400  # ~5,000 characters, ~30 KB once JSON-escaped
+    task = await create_task(api, parent, [child], description=description)
+    await socket.wait_until(lambda events: len(events) >= 1)
+    assert socket.of_type("task.created")[0]["data"]["task"] == task
+    assert task["description"] == description
+
+
+def forged_token(secret: str, member: Member, **overrides: object) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": member.id,
+        "fam": member.family_id,
+        "role": member.role,
+        "aud": "family-app",
+        "iss": "family-app-api",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        **overrides,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_bad_tokens_are_refused_at_connect(
+    api: httpx.AsyncClient, web: str, jwt_secret: str
+) -> None:
+    parent = await signup(api, "Ada")
+    past = datetime.now(UTC) - timedelta(hours=2)
+    cases = {
+        "garbage": ("not-a-jwt", "unauthorized"),
+        "wrong signature": (forged_token("another-secret" * 4, parent), "unauthorized"),
+        "wrong audience": (forged_token(jwt_secret, parent, aud="elsewhere"), "unauthorized"),
+        "expired": (forged_token(jwt_secret, parent, iat=past, exp=past), "token_expired"),
+    }
+    cases["no token"] = (None, "unauthorized")
+    for label, (token, reason) in cases.items():
+        client = socketio.AsyncClient(reconnection=False)
+        refusals: list[object] = []
+        client.on("connect_error", refusals.append)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            auth = {"token": token} if token else None
+            await client.connect(web, auth=auth, transports=["websocket"])
+        assert refusals == [{"message": reason}], label
+    # The real token is accepted.
+    recorder = await connected(web, parent)
+    assert recorder.client.connected
+    await recorder.disconnect()
