@@ -104,30 +104,52 @@ async def get_event(conn: AsyncConnection[Any], event_id: int) -> dict[str, Any]
         return await cur.fetchone()
 
 
+async def events_by_id(conn: AsyncConnection[Any], event_ids: list[int]) -> list[dict[str, Any]]:
+    """The listed rows that exist, in id order."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {LIST_COLUMNS} FROM outbox_events e WHERE e.id = ANY(%(ids)s) ORDER BY e.id",
+            {"ids": event_ids},
+        )
+        return await cur.fetchall()
+
+
+# A pending row under a live lease is being sent right now: clearing its claim would only
+# fence out the dispatcher holding it and send the event twice, so replay leaves it alone.
 REPLAY = """
-UPDATE outbox_events
+UPDATE outbox_events AS e
 SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL,
     claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
-WHERE id = ANY(%(ids)s)
-RETURNING id
+WHERE e.id = ANY(%(ids)s)
+  AND NOT (e.status = 'pending' AND e.lease_expires_at IS NOT NULL AND e.lease_expires_at > now())
+  AND {where}
+RETURNING e.id
 """
 
 
 async def replay(
-    conn: AsyncConnection[Any], event_ids: list[int], *, notify_channel: str
+    conn: AsyncConnection[Any],
+    event_ids: list[int],
+    *,
+    notify_channel: str,
+    selection: EventFilter | None = None,
 ) -> list[int]:
     """Make rows pending again (their error history stays) and wake the dispatchers."""
+    # With a selection, rows that changed since they were selected (a dead row replayed and
+    # delivered meanwhile, say) no longer match and are left alone.
+    where, params = (selection or EventFilter()).where()
     async with conn.cursor() as cur:
-        await cur.execute(REPLAY, {"ids": event_ids})
+        await cur.execute(REPLAY.format(where=where), {**params, "ids": event_ids})
         replayed = [row[0] for row in await cur.fetchall()]
-        await cur.execute("SELECT pg_notify(%s, '')", (notify_channel,))
+        if replayed:
+            await cur.execute("SELECT pg_notify(%s, '')", (notify_channel,))
     return sorted(replayed)
 
 
 async def matching_ids(
-    conn: AsyncConnection[Any], selection: EventFilter, *, limit: int
+    conn: AsyncConnection[Any], selection: EventFilter, *, limit: int | None
 ) -> list[int]:
-    """Ids of rows matching ``selection``, oldest first."""
+    """Ids of rows matching ``selection``, oldest first (all of them when ``limit`` is None)."""
     where, params = selection.where()
     async with conn.cursor() as cur:
         await cur.execute(

@@ -161,8 +161,8 @@ async def test_bad_tokens_are_refused_at_connect(
         client = socketio.AsyncClient(reconnection=False)
         refusals: list[object] = []
         client.on("connect_error", refusals.append)
+        auth = {"token": token} if token else None
         with pytest.raises(socketio.exceptions.ConnectionError):
-            auth = {"token": token} if token else None
             await client.connect(web, auth=auth, transports=["websocket"])
         assert refusals == [{"message": reason}], label
     # The real token is accepted.
