@@ -1,0 +1,176 @@
+"""The dispatcher process under faults: kills, competition, lost notifications, poison rows."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from app.tasks.events import TaskDeleted
+from tests.events import commit_events
+from tests.harness import (
+    ManagedProcess,
+    SocketRecorder,
+    add_member,
+    dispatcher_process,
+    process_env,
+    signup,
+)
+
+
+def received_ids(recorder: SocketRecorder) -> set[str]:
+    return {envelope["id"] for _, envelope in recorder.events}
+
+
+def outbox_statuses(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM outbox_events GROUP BY status").fetchall()
+    return dict(rows)
+
+
+async def listening_child(api: httpx.AsyncClient, web: str) -> tuple[Any, SocketRecorder]:
+    parent = await signup(api, "Ada")
+    child = await add_member(api, parent, "Kim", "child")
+    recorder = SocketRecorder(web, child.token)
+    await recorder.connect()
+    return child, recorder
+
+
+async def test_sigkill_mid_backlog_loses_nothing(
+    api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
+) -> None:
+    child, recorder = await listening_child(api, web)
+    total = 3000
+    await commit_events(database_url, child.id, child.family_id, total)
+
+    first = dispatcher_process(database_url, log_dir, DISPATCHER_BATCH_SIZE="50")
+    await recorder.wait_until(lambda events: len(events) >= 300)
+    first.kill()
+    assert len(received_ids(recorder)) < total, "the kill came too late to prove anything"
+
+    second = dispatcher_process(database_url, log_dir, DISPATCHER_BATCH_SIZE="50")
+    await recorder.wait_until(lambda events: len({e["id"] for _, e in events}) >= total, 60)
+    assert second.stop() == 0
+    assert "dispatcher worker stopped" in second.log()
+
+    assert len(received_ids(recorder)) == total
+    # A duplicate is the same event again: same id, same place in the stream.
+    seq_of: dict[str, int] = {}
+    for _, envelope in recorder.events:
+        assert seq_of.setdefault(envelope["id"], envelope["seq"]) == envelope["seq"]
+    assert sorted(seq_of.values()) == list(range(1, total + 1))
+    assert outbox_statuses(database_url) == {"delivered": total}
+
+
+async def test_two_dispatchers_share_a_backlog_without_duplicates(
+    api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
+) -> None:
+    child, recorder = await listening_child(api, web)
+    total = 3000
+    dispatchers = [
+        dispatcher_process(database_url, log_dir, DISPATCHER_BATCH_SIZE="20") for _ in range(2)
+    ]
+    await commit_events(database_url, child.id, child.family_id, total)
+    await recorder.wait_until(lambda events: len(events) >= total, 60)
+    for proc in dispatchers:
+        assert proc.stop() == 0
+    ids = [envelope["id"] for _, envelope in recorder.events]
+    assert len(ids) == len(set(ids)) == total
+    # Both took part: each logged some of the emits.
+    assert all(proc.log().count("event emitted") > 0 for proc in dispatchers)
+    assert outbox_statuses(database_url) == {"delivered": total}
+
+
+def terminate_listener(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = 'LISTEN \"outbox_events\"'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_missed_notification_is_made_up_by_the_rescan(
+    api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
+) -> None:
+    child, recorder = await listening_child(api, web)
+    # Polling so slow that only the rescan after the listener reconnects can deliver in time.
+    dispatcher = dispatcher_process(database_url, log_dir, DISPATCHER_POLL_INTERVAL_SECONDS="120")
+    await commit_events(database_url, child.id, child.family_id, 1)
+    await recorder.wait_until(lambda events: len(events) == 1)
+
+    deadline = time.monotonic() + 10
+    while terminate_listener(database_url) != 1:
+        assert time.monotonic() < deadline, "no LISTEN connection to terminate"
+        await asyncio.sleep(0.05)
+    # Committed while the listener is down: its NOTIFY reaches nobody.
+    await commit_events(database_url, child.id, child.family_id, 1)
+    await recorder.wait_until(lambda events: len(events) == 2, 20)
+    dispatcher.wait_for_log("LISTEN connection lost")
+    dispatcher.stop()
+
+
+async def test_polling_alone_delivers_when_notify_is_off(
+    api: httpx.AsyncClient, web: str, database_url: str, dispatcher: ManagedProcess
+) -> None:
+    child, recorder = await listening_child(api, web)
+    await commit_events(database_url, child.id, child.family_id, 5, notify=False)
+    await recorder.wait_until(lambda events: len(events) == 5)
+
+
+class FutureTaskDeleted(TaskDeleted):
+    """A version this dispatcher does not know yet, as a newer writer might stage."""
+
+    event_version = 2
+
+
+def outbox_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", *args],
+        env=process_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_poison_event_dies_without_blocking_others_and_replay_delivers_it(
+    api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
+) -> None:
+    child, recorder = await listening_child(api, web)
+    dispatcher = dispatcher_process(database_url, log_dir, DISPATCHER_MAX_ATTEMPTS="3")
+    await commit_events(database_url, child.id, child.family_id, 1, payload_type=FutureTaskDeleted)
+    await commit_events(database_url, child.id, child.family_id, 5)
+    await recorder.wait_until(lambda events: len(events) == 5)
+
+    deadline = time.monotonic() + 20
+    while outbox_statuses(database_url).get("dead") != 1:
+        assert time.monotonic() < deadline, outbox_statuses(database_url)
+        await asyncio.sleep(0.1)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT id, attempts, last_error, jsonb_array_length(errors) FROM outbox_events"
+            " WHERE status = 'dead'"
+        ).fetchone()
+    assert row is not None
+    dead_id, attempts, last_error, history = row
+    assert (attempts, history) == (3, 3)
+    assert "version 2" in last_error
+
+    # The operator fixes the row (the version is known after all) and replays it.
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE outbox_events SET version = 1 WHERE id = %s", (dead_id,))
+    replayed = outbox_cli(database_url, "replay", str(dead_id))
+    assert replayed.returncode == 0, replayed.stderr
+    await recorder.wait_until(lambda events: len(events) == 6)
+    assert recorder.events[-1][1]["id"] == f"evt_{dead_id}"
+    assert outbox_statuses(database_url) == {"delivered": 6}
+    dispatcher.stop()
