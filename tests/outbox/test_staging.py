@@ -67,12 +67,15 @@ async def test_rollback_leaves_no_event_and_commit_exactly_one(
     parent, child = await family_with_child(sessions)
     data = TaskCreate(title="Dishes", assigned_to=[child.id])
 
-    with pytest.raises(Boom):
+    async def create_then_fail() -> None:
         async with sessions() as session, session.begin():
             await task_service.create_task(
                 session=session, actor=parent, family_id=parent.family_id, data=data
             )
             raise Boom
+
+    with pytest.raises(Boom):
+        await create_then_fail()
     assert outbox_rows(database_url) == []
 
     async with sessions() as session, session.begin():
