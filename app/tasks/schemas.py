@@ -65,4 +65,9 @@ class TaskUpdate(CamelModel):
     def not_empty(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("send at least one field to change")
+        cleared = {"title", "description", "karma_reward", "assigned_to"} & {
+            name for name in self.model_fields_set if getattr(self, name) is None
+        }
+        if cleared:
+            raise ValueError(f"cannot be null: {', '.join(sorted(cleared))}")
         return self

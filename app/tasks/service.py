@@ -63,10 +63,7 @@ async def update_task(
     task = await get_task(session=session, actor=actor, task_id=task_id)
     for field in ("title", "description", "karma_reward", "due_at"):
         if field in data.model_fields_set:
-            value = getattr(data, field)
-            if value is None and field != "due_at":
-                raise Conflict(f"{field} cannot be null")
-            setattr(task, field, value)
+            setattr(task, field, getattr(data, field))
     if data.assigned_to is not None:
         before = set(task.assignee_ids)
         task.assignees = await family_service.family_members_by_id(
