@@ -28,4 +28,5 @@ class DispatcherSettings(BaseSettings):
     # 0 disables the Prometheus endpoint (tests run several dispatchers at once).
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     log_level: str = "INFO"
-    log_format: str = Field(default="text", pattern="^(text|json)$")
+    # JSON lines keep the structured fields (event_id, type, attempt, latency_ms) of each record.
+    log_format: str = Field(default="json", pattern="^(text|json)$")

@@ -19,6 +19,7 @@ from tests.harness import (
     SocketRecorder,
     add_member,
     dispatcher_process,
+    free_port,
     process_env,
     signup,
 )
@@ -173,4 +174,31 @@ async def test_poison_event_dies_without_blocking_others_and_replay_delivers_it(
     await recorder.wait_until(lambda events: len(events) == 6)
     assert recorder.events[-1][1]["id"] == f"evt_{dead_id}"
     assert outbox_statuses(database_url) == {"delivered": 6}
+    dispatcher.stop()
+
+
+async def test_metrics_endpoint_reports_the_outbox(
+    api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
+) -> None:
+    child, recorder = await listening_child(api, web)
+    port = free_port()
+    dispatcher = dispatcher_process(
+        database_url,
+        log_dir,
+        DISPATCHER_METRICS_PORT=str(port),
+        DISPATCHER_GAUGE_INTERVAL_SECONDS="0.2",
+    )
+    await commit_events(database_url, child.id, child.family_id, 7)
+    await recorder.wait_until(lambda events: len(events) == 7)
+    async with httpx.AsyncClient() as client:
+        deadline = time.monotonic() + 10
+        while True:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            if 'outbox_delivered_total{type="task.deleted"} 7.0' in text:
+                break
+            assert time.monotonic() < deadline, text
+            await asyncio.sleep(0.1)
+    assert "outbox_commit_to_emit_seconds_count 7.0" in text
+    assert "outbox_listener_up 1.0" in text
+    assert "outbox_backlog 0.0" in text
     dispatcher.stop()

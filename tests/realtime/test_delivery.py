@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 import socketio
 
-from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, signup
+from tests.harness import (
+    ManagedProcess,
+    Member,
+    SocketRecorder,
+    add_member,
+    signup,
+    web_process,
+)
 
 
 async def connected(base_url: str, member: Member) -> SocketRecorder:
@@ -169,3 +178,21 @@ async def test_bad_tokens_are_refused_at_connect(
     recorder = await connected(web, parent)
     assert recorder.client.connected
     await recorder.disconnect()
+
+
+async def test_socket_is_disconnected_when_its_token_expires(
+    database_url: str, log_dir: Path
+) -> None:
+    proc, base_url = web_process(database_url, log_dir, APP_JWT_TTL_SECONDS="2")
+    try:
+        async with httpx.AsyncClient(base_url=base_url) as api:
+            parent = await signup(api, "Ada")
+        recorder = await connected(base_url, parent)
+        await recorder.wait_until(
+            lambda events: ("session.expired", {"reason": "token_expired"}) in events, 10
+        )
+        async with asyncio.timeout(5):
+            await recorder.client.wait()  # returns once the server has closed the socket
+        assert not recorder.client.connected
+    finally:
+        proc.stop()
