@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.router import router as auth_router
 from app.db import create_engine, create_sessionmaker
@@ -25,14 +26,13 @@ from app.tasks.router import router as tasks_router
 WEB_CLIENT_DIR = Path(__file__).parent / "web"
 
 
-def create_api(settings: Settings) -> FastAPI:
-    """The REST API with its database engine bound to the app's lifespan."""
+def create_api(
+    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> FastAPI:
+    """The REST API; the engine's pool is closed with the app's lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        channel = settings.outbox_channel if settings.outbox_notify else None
-        app.state.sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
         try:
             yield
         finally:
@@ -40,6 +40,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     api = FastAPI(title="Family realtime API", version="1.0.0", lifespan=lifespan)
     api.state.settings = settings
+    api.state.sessionmaker = sessionmaker
     install_error_handlers(api)
 
     v1 = APIRouter(prefix="/v1")
@@ -70,5 +71,10 @@ def create_api(settings: Settings) -> FastAPI:
 def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     """The whole web process as one ASGI app (``uvicorn app.main:create_app --factory``)."""
     settings = settings or get_settings()
-    sio = create_socket_server(settings)
-    return socketio.ASGIApp(sio, other_asgi_app=create_api(settings), socketio_path="socket.io")
+    # Creating an engine connects nothing; the REST API and the socket handlers share its pool.
+    engine = create_engine(settings.database_url)
+    channel = settings.outbox_channel if settings.outbox_notify else None
+    sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
+    sio = create_socket_server(settings, sessionmaker)
+    api = create_api(settings, engine, sessionmaker)
+    return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")

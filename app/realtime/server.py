@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import socketio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.tokens import TokenExpired, verify_token
 from app.errors import Unauthorized
@@ -29,7 +30,9 @@ def create_client_manager(settings: Settings, *, write_only: bool) -> socketio.A
     )
 
 
-def create_socket_server(settings: Settings) -> socketio.AsyncServer:
+def create_socket_server(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> socketio.AsyncServer:
     """A Socket.IO server whose connections must present a valid access token."""
     sio = socketio.AsyncServer(
         async_mode="asgi",
