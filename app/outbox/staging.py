@@ -26,10 +26,15 @@ NOTIFY_CHANNEL_KEY = "outbox.notify_channel"
 
 
 class EventPayload(CamelModel):
-    """The ``data`` of one event type; subclasses name the type and its schema version."""
+    """The ``data`` of one event type; subclasses name the type and its schema version.
+
+    The subclass docstring says what happened; ``audience`` says who receives it (both feed
+    the event catalogue).
+    """
 
     event_type: ClassVar[str]
     event_version: ClassVar[int] = 1
+    audience: ClassVar[str]
     registry: ClassVar[dict[tuple[str, int], type[EventPayload]]] = {}
 
     @classmethod

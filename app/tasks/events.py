@@ -14,9 +14,10 @@ from app.tasks.schemas import TaskOut
 
 
 class TaskCreated(EventPayload):
-    """A task was created; sent to its assignees."""
+    """A task was created."""
 
     event_type = "task.created"
+    audience = "its assignees (the family's parents, for an approval task)"
     task_id: uuid.UUID
     family_id: uuid.UUID
     assigned_to: list[uuid.UUID]
@@ -24,27 +25,30 @@ class TaskCreated(EventPayload):
 
 
 class TaskAssigned(EventPayload):
-    """A task's assignees changed; sent to the new assignees and to those removed."""
+    """A task's assignees changed."""
 
     event_type = "task.assigned"
+    audience = "the new assignees, and those removed"
     task_id: uuid.UUID
     assigned_to: list[uuid.UUID]
     task: TaskOut
 
 
 class TaskCompleted(EventPayload):
-    """A task was completed; sent to the family's parents and the assignees."""
+    """A task was completed."""
 
     event_type = "task.completed"
+    audience = "the family's parents and the assignees"
     task_id: uuid.UUID
     completed_by: uuid.UUID
     task: TaskOut
 
 
 class TaskDeleted(EventPayload):
-    """A task was deleted; sent to the affected users (assignees and parents)."""
+    """A task was deleted."""
 
     event_type = "task.deleted"
+    audience = "the affected users: the assignees and the family's parents"
     task_id: uuid.UUID
     family_id: uuid.UUID
     affected_users: list[uuid.UUID]
