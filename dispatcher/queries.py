@@ -64,3 +64,29 @@ SET claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL,
     attempts = greatest(attempts - 1, 0)
 WHERE id = ANY(%(ids)s) AND claim_token = %(token)s AND status = 'pending'
 """
+
+# Serialises delivery per stream across dispatchers: streams hash into a fixed number of
+# advisory-lock buckets (bounding the locks one transaction takes), locked in sorted order.
+LOCK_STREAMS = """
+SELECT count(pg_advisory_xact_lock(%(lock_class)s, bucket))
+FROM (
+    SELECT DISTINCT abs(hashtext(stream)) %% %(buckets)s AS bucket
+    FROM unnest(%(streams)s::text[]) AS stream
+    ORDER BY bucket
+) AS buckets
+"""
+
+# For each stream of the batch, the first seq held by an earlier event that is due or in flight
+# elsewhere: the batch must not overtake it. Rows backing off after a failure do not count, so a
+# poison row never blocks its stream. Only pending rows are read (a small, indexed set).
+EARLIER_IN_FLIGHT = """
+SELECT r.stream, min(r.seq)
+FROM outbox_events AS e
+JOIN outbox_recipients AS r ON r.event_id = e.id
+WHERE e.status = 'pending'
+  AND e.id < %(max_id)s
+  AND NOT (e.id = ANY(%(ids)s))
+  AND e.next_attempt_at <= now()
+  AND r.stream = ANY(%(streams)s)
+GROUP BY r.stream
+"""

@@ -17,18 +17,40 @@ import socketio
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import payload_model
 from app.realtime.pg_manager import PostgresManager
 from dispatcher import metrics, queries
-from dispatcher.envelope import ClaimedEvent
 from dispatcher.settings import DispatcherSettings
 
 logger = logging.getLogger(__name__)
+
+STREAM_LOCK_CLASS = 7_001  # the advisory-lock namespace of stream delivery
+STREAM_LOCK_BUCKETS = 128
+# An event held back behind another dispatcher's in-flight batch is retried this soon.
+HELD_BACK_RETRY_SECONDS = 0.005
 
 
 def process_owner() -> str:
     """A claim owner unique to this process start."""
     return f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+
+
+def held_back(events: list[OutboxEventRow], first_waiting: dict[str, int]) -> set[int]:
+    """Ids of events that must wait for an earlier event of one of their streams.
+
+    ``first_waiting`` maps a stream to the seq of its earliest event in flight elsewhere. An
+    event held back also holds back the later events of each of its own streams (events are
+    visited in id order, which is seq order within every stream).
+    """
+    limit = dict(first_waiting)
+    waiting: set[int] = set()
+    for event in sorted(events, key=lambda e: e.id):
+        if any(seq > limit.get(stream, seq) for stream, seq in event.recipients):
+            waiting.add(event.id)
+            for stream, seq in event.recipients:
+                limit[stream] = min(limit.get(stream, seq), seq)
+    return waiting
 
 
 def retry_delay(attempt: int, settings: DispatcherSettings) -> float:
@@ -89,15 +111,20 @@ class Worker:
             return 0
         metrics.BATCH_SIZE.observe(len(batch))
         try:
-            await self._handle(batch, token)
+            held_back_count = await self._handle(batch, token)
         except BaseException:
             # Rows still claimed after a failure between the steps (or a cancellation on
             # shutdown) go straight back to the queue instead of waiting out their lease.
             await self._release([e.id for e in batch], token)
             raise
+        if held_back_count:
+            # Another dispatcher is about to deliver the events these wait for: retry at once
+            # rather than after a poll interval.
+            await asyncio.sleep(HELD_BACK_RETRY_SECONDS)
+            return self.settings.batch_size
         return len(batch)
 
-    async def _claim(self, token: uuid.UUID) -> list[ClaimedEvent]:
+    async def _claim(self, token: uuid.UUID) -> list[OutboxEventRow]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 queries.CLAIM_BATCH,
@@ -109,18 +136,20 @@ class Worker:
                 },
             )
             rows = await cur.fetchall()
-        return sorted((ClaimedEvent.from_row(row) for row in rows), key=lambda e: e.id)
+        return sorted((OutboxEventRow.from_row(row) for row in rows), key=lambda e: e.id)
 
-    async def _handle(self, batch: list[ClaimedEvent], token: uuid.UUID) -> None:
+    async def _handle(self, batch: list[OutboxEventRow], token: uuid.UUID) -> int:
+        """Deliver what can be, record failures; return how many rows were held back."""
         deliverable = [e for e in batch if payload_model(e.type, e.version) is not None]
         failures = {
             e.id: f"unknown event type {e.type!r} version {e.version}"
             for e in batch
             if payload_model(e.type, e.version) is None
         }
+        held_back_count = 0
         if deliverable:
             try:
-                await self._deliver(deliverable, token)
+                held_back_count = await self._deliver(deliverable, token)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any sink failure fails the batch; the rows retry
@@ -128,11 +157,30 @@ class Worker:
                 failures.update({e.id: f"{type(exc).__name__}: {exc}" for e in deliverable})
         if failures:
             await self._mark_failed([e for e in batch if e.id in failures], failures, token)
+        return held_back_count
 
-    async def _deliver(self, events: list[ClaimedEvent], token: uuid.UUID) -> None:
+    async def _deliver(self, events: list[OutboxEventRow], token: uuid.UUID) -> int:
+        """Emit and mark the batch in one transaction; return how many rows had to wait."""
         by_id = {e.id: e for e in events}
+        streams = sorted({stream for e in events for stream, _ in e.recipients})
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(queries.MARK_DELIVERED, {"ids": list(by_id), "token": token})
+            await conn.execute(
+                queries.LOCK_STREAMS,
+                {
+                    "lock_class": STREAM_LOCK_CLASS,
+                    "buckets": STREAM_LOCK_BUCKETS,
+                    "streams": streams,
+                },
+            )
+            cur = await conn.execute(
+                queries.EARLIER_IN_FLIGHT,
+                {"max_id": max(by_id), "ids": list(by_id), "streams": streams},
+            )
+            waiting = held_back(events, dict(await cur.fetchall()))
+            if waiting:
+                await conn.execute(queries.RELEASE_CLAIM, {"ids": sorted(waiting), "token": token})
+            ready = [event_id for event_id in by_id if event_id not in waiting]
+            cur = await conn.execute(queries.MARK_DELIVERED, {"ids": ready, "token": token})
             finished = sorted(row[0] for row in await cur.fetchall())
             # Emits become NOTIFYs of this very transaction with the Postgres manager: the
             # rows are marked delivered exactly when the Socket.IO tier gets them.
@@ -156,11 +204,13 @@ class Worker:
                     "latency_ms": round(latency * 1000, 2),
                 },
             )
-        if len(finished) < len(events):
+        lost = set(ready) - set(finished)
+        if lost:
             logger.warning(
                 "lost the lease on some rows; another dispatcher owns them now",
-                extra={"event_ids": sorted(set(by_id) - set(finished))},
+                extra={"event_ids": sorted(lost)},
             )
+        return len(waiting)
 
     @asynccontextmanager
     async def _publishing(self, conn: AsyncConnection[Any]) -> AsyncIterator[None]:
@@ -172,7 +222,7 @@ class Worker:
             yield
 
     async def _mark_failed(
-        self, events: list[ClaimedEvent], errors: dict[int, str], token: uuid.UUID
+        self, events: list[OutboxEventRow], errors: dict[int, str], token: uuid.UUID
     ) -> None:
         params = {
             "ids": [e.id for e in events],

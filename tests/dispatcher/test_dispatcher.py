@@ -83,6 +83,8 @@ async def test_two_dispatchers_share_a_backlog_without_duplicates(
         assert proc.stop() == 0
     ids = [envelope["id"] for _, envelope in recorder.events]
     assert len(ids) == len(set(ids)) == total
+    # Competing dispatchers still hand over one stream's events in seq order.
+    assert [envelope["seq"] for _, envelope in recorder.events] == list(range(1, total + 1))
     # Both took part: each logged some of the emits.
     assert all(proc.log().count("event emitted") > 0 for proc in dispatchers)
     assert outbox_statuses(database_url) == {"delivered": total}

@@ -9,8 +9,8 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedEvent:
-    """An outbox row this dispatcher holds a claim on."""
+class OutboxEventRow:
+    """An outbox row as the dispatcher and the replay read it."""
 
     id: int
     type: str
@@ -22,7 +22,7 @@ class ClaimedEvent:
     recipients: list[tuple[str, int]]
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> ClaimedEvent:
+    def from_row(cls, row: tuple[Any, ...]) -> OutboxEventRow:
         event_id, type_, version, payload, family_id, created_at, attempts, recipients = row
         return cls(
             id=event_id,
