@@ -1,0 +1,299 @@
+// The family web client: REST for state, Socket.IO for "something changed" (refetch on event).
+// Plain ES module; `io` is the global from vendor/socket.io.min.js.
+
+const TOKEN_KEY = "family.token";
+const USER_KEY = "family.user";
+const TOAST_MS = 6000;
+const SEEN_LIMIT = 500;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  user: JSON.parse(sessionStorage.getItem(USER_KEY) || "null"),
+  members: [],
+  tasks: [],
+  socket: null,
+  seenEventIds: new Set(),  // insertion-ordered, trimmed to SEEN_LIMIT
+  tasksGeneration: 0,
+};
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// ---- REST ----------------------------------------------------------------------------------
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const response = await fetch(`/v1${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 204) return null;
+  const payload = await response.json().catch(() => null);
+  if (response.ok) return payload;
+  const error = payload?.error ?? {};
+  if (response.status === 401 && state.token) logOut("Your session has ended. Please log in again.");
+  throw new ApiError(response.status, error.code ?? "http_error", describeError(error, response));
+}
+
+function describeError(error, response) {
+  const fields = error.details?.errors;
+  if (Array.isArray(fields) && fields.length) {
+    return fields.map((e) => `${e.loc?.slice(1).join(".") || "request"}: ${e.msg}`).join("; ");
+  }
+  return error.message ?? `request failed (${response.status})`;
+}
+
+// ---- session -------------------------------------------------------------------------------
+
+function logIn(tokenResponse) {
+  state.token = tokenResponse.accessToken;
+  state.user = tokenResponse.user;
+  sessionStorage.setItem(TOKEN_KEY, state.token);
+  sessionStorage.setItem(USER_KEY, JSON.stringify(state.user));
+  start();
+}
+
+function logOut(notice) {
+  state.socket?.disconnect();
+  state.socket = null;
+  state.token = null;
+  state.user = null;
+  state.members = [];
+  state.tasks = [];
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(USER_KEY);
+  setStatus("offline", "offline");
+  showText($("auth-notice"), notice);
+  $("app-view").hidden = true;
+  $("auth-view").hidden = false;
+  $("logout").hidden = true;
+  $("current-user").textContent = "";
+}
+
+async function start() {
+  const { user } = state;
+  $("auth-view").hidden = true;
+  $("app-view").hidden = false;
+  $("logout").hidden = false;
+  showText($("auth-notice"), "");
+  $("current-user").textContent = `${user.displayName} (${user.role})`;
+  $("task-form").hidden = user.role !== "parent";
+  try {
+    state.members = await api("GET", `/families/${user.familyId}/members`);
+  } catch (error) {
+    if (state.user) toast(`Could not load the family: ${error.message}`, "error");
+    return;
+  }
+  renderAssigneeChoices();
+  await refreshTasks();
+  connectSocket();
+}
+
+// ---- realtime ------------------------------------------------------------------------------
+
+function connectSocket() {
+  setStatus("connecting", "connecting…");
+  const socket = io({ auth: { token: state.token }, transports: ["websocket"] });
+  state.socket = socket;
+  socket.on("connect", () => {
+    setStatus("connected", "connected");
+    refreshTasks();  // events may have been missed while we were away
+  });
+  socket.on("disconnect", (reason) => {
+    if (socket.active) setStatus("reconnecting", "reconnecting…");
+    else if (state.socket === socket) setStatus("offline", `disconnected: ${reason}`);
+  });
+  socket.on("connect_error", (error) => {
+    // A refusal by the server (unauthorized, token_expired) is final; anything else is retried.
+    if (socket.active) setStatus("reconnecting", "reconnecting…");
+    else setStatus("refused", `refused: ${error.message}`);
+  });
+  socket.on("session.expired", () => logOut("Your session expired. Please log in again."));
+  socket.onAny((eventName, envelope) => {
+    if (eventName.startsWith("task.")) handleTaskEvent(envelope);
+  });
+}
+
+function handleTaskEvent(envelope) {
+  // Delivery is at-least-once: the same event may arrive twice (after a retry or a replay).
+  if (!envelope?.id || state.seenEventIds.has(envelope.id)) return;
+  state.seenEventIds.add(envelope.id);
+  if (state.seenEventIds.size > SEEN_LIMIT) {
+    state.seenEventIds.delete(state.seenEventIds.values().next().value);
+  }
+  toast(describeEvent(envelope), "event", envelope.type);
+  refreshTasks();
+}
+
+function describeEvent({ type, data }) {
+  const title = data.task?.title ?? state.tasks.find((t) => t.id === data.taskId)?.title ?? "a task";
+  switch (type) {
+    case "task.created": return `New task assigned: ${title}`;
+    case "task.assigned": return `Task assigned to you: ${title}`;
+    case "task.completed": return `Task completed: ${title} (by ${memberName(data.completedBy)})`;
+    case "task.deleted": return `Task deleted: ${title}`;
+    default: return `${type}: ${title}`;
+  }
+}
+
+// ---- tasks ---------------------------------------------------------------------------------
+
+async function refreshTasks() {
+  if (!state.user) return;
+  // Only the latest of overlapping refetches may render, whatever order they answer in.
+  const generation = ++state.tasksGeneration;
+  try {
+    const tasks = await api("GET", `/families/${state.user.familyId}/tasks`);
+    if (generation !== state.tasksGeneration || !state.user) return;
+    state.tasks = tasks;
+    renderTasks();
+  } catch (error) {
+    if (state.user) toast(`Could not load tasks: ${error.message}`, "error");
+  }
+}
+
+function memberName(id) {
+  if (id === state.user?.id) return "you";
+  return state.members.find((m) => m.id === id)?.displayName ?? "someone";
+}
+
+function renderTasks() {
+  const list = $("task-list");
+  const isParent = state.user.role === "parent";
+  list.replaceChildren(...state.tasks.map((task) => {
+    const done = task.completedAt !== null;
+    const item = element("li", { className: "task", "data-testid": "task", "data-task-id": task.id,
+      "data-status": done ? "completed" : "open" });
+    const text = element("div", { className: "task-text" });
+    text.append(element("span", { className: "task-title", "data-testid": "task-title" }, task.title));
+    if (task.description) text.append(element("p", { className: "task-description" }, task.description));
+    const facts = [`for ${task.assignedTo.map(memberName).join(", ") || "nobody"}`];
+    if (task.karmaReward) facts.push(`${task.karmaReward} karma`);
+    if (task.dueAt) facts.push(`due ${new Date(task.dueAt).toLocaleString()}`);
+    text.append(element("p", { className: "task-meta" }, facts.join(" · ")));
+    item.append(text);
+    const status = done ? `Done by ${memberName(task.completedBy)}` : "Open";
+    item.append(element("span", { className: "task-status", "data-testid": "task-status" }, status));
+    const actions = element("div", { className: "task-actions" });
+    if (!done && (isParent || task.assignedTo.includes(state.user.id))) {
+      actions.append(actionButton("Complete", "complete", () => api("POST", `/tasks/${task.id}/complete`)));
+    }
+    if (isParent) {
+      actions.append(actionButton("Delete", "delete", () => api("DELETE", `/tasks/${task.id}`)));
+    }
+    item.append(actions);
+    return item;
+  }));
+  $("task-list-empty").hidden = state.tasks.length > 0;
+}
+
+function actionButton(label, action, run) {
+  const button = element("button", { type: "button", "data-action": action, "data-testid": `task-${action}` }, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await run();
+    } catch (error) {
+      toast(error.message, "error");
+    }
+    await refreshTasks();  // the actor is not always among the event's recipients
+  });
+  return button;
+}
+
+function renderAssigneeChoices() {
+  const fieldset = $("task-assignees");
+  const choices = state.members.map((member) => {
+    const label = element("label", { className: "choice" });
+    label.append(
+      element("input", { type: "checkbox", name: "assignedTo", value: member.id,
+        "data-testid": `assignee-${member.id}` }),
+      ` ${member.displayName} (${member.role})`,
+    );
+    return label;
+  });
+  fieldset.replaceChildren(element("legend", {}, "Assign to"), ...choices);
+}
+
+async function createTask(form) {
+  const fields = new FormData(form);
+  const dueAt = fields.get("dueAt");
+  await api("POST", `/families/${state.user.familyId}/tasks`, {
+    title: fields.get("title"),
+    description: fields.get("description"),
+    karmaReward: Number(fields.get("karmaReward") || 0),
+    dueAt: dueAt ? new Date(dueAt).toISOString() : null,
+    assignedTo: fields.getAll("assignedTo"),
+  });
+  form.reset();
+  await refreshTasks();
+}
+
+// ---- small DOM helpers ---------------------------------------------------------------------
+
+function element(tag, attributes = {}, text) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "className") node.className = value;
+    else node.setAttribute(name, value);
+  }
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function showText(node, text) {
+  node.textContent = text ?? "";
+  node.hidden = !text;
+}
+
+function setStatus(stateName, text) {
+  const indicator = $("connection-status");
+  indicator.dataset.state = stateName;
+  indicator.textContent = text;
+}
+
+function toast(message, kind = "event", eventType = "") {
+  const node = element("div", { className: `toast toast-${kind}`, role: "status",
+    "data-testid": "toast", "data-event-type": eventType }, message);
+  $("toasts").append(node);
+  setTimeout(() => node.remove(), TOAST_MS);
+}
+
+// Runs a form's submit handler, showing its failure in the form's error line.
+function onSubmit(form, errorLine, handler) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showText(errorLine, "");
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
+    try {
+      await handler(form);
+    } catch (error) {
+      showText(errorLine, error.message);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
+onSubmit($("login-form"), $("login-error"), async (form) => {
+  const fields = new FormData(form);
+  logIn(await api("POST", "/auth/login", { email: fields.get("email"), password: fields.get("password") }));
+  form.reset();
+});
+onSubmit($("signup-form"), $("signup-error"), async (form) => {
+  logIn(await api("POST", "/auth/signup", Object.fromEntries(new FormData(form))));
+  form.reset();
+});
+onSubmit($("task-form"), $("task-error"), createTask);
+$("logout").addEventListener("click", () => logOut(""));
+
+if (state.token && state.user) start();

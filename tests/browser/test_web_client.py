@@ -1,0 +1,126 @@
+"""The static web client in a real Chromium: log-in, live task events, completing a task."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.harness import ManagedProcess, Member, add_member, signup
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery"  # the one tests.harness gives every member
+DEADLINE_MS = 15_000
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium; missing is a failure, not a skip, since CI installs it."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: install Debian's chromium package "
+            "(apt-get install chromium; .ci/run does this). Never `playwright install`."
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    """A headless Chromium driven by Playwright."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh browser context's page; an uncaught script error fails the test."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    await context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+async def log_in(page: Page, web: str, member: Member, password: str = PASSWORD) -> None:
+    await page.goto(web)
+    await page.fill("#login-email", member.email)
+    await page.fill("#login-password", password)
+    await page.click("#login-submit")
+
+
+async def test_child_sees_a_new_task_live_and_completes_it(
+    api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess, page: Page
+) -> None:
+    parent = await signup(api, "Ada")
+    child = await add_member(api, parent, "Kim", "child")
+
+    await log_in(page, web, child)
+    await expect(page.get_by_test_id("current-user")).to_have_text("Kim (child)")
+    await expect(page.get_by_test_id("task-list-empty")).to_be_visible()
+    # Only a connected socket hears the event; before that the page would merely refetch.
+    await expect(page.get_by_test_id("connection-status")).to_have_text(
+        "connected", timeout=DEADLINE_MS
+    )
+    await page.evaluate("window.loadedOnce = true")  # gone if the page reloads
+
+    created = await api.post(
+        f"/v1/families/{parent.family_id}/tasks",
+        headers=parent.headers,
+        json={"title": "Dishes", "karmaReward": 5, "assignedTo": [child.id]},
+    )
+    assert created.status_code == 201, created.text
+    task_id = created.json()["id"]
+
+    toast = page.get_by_test_id("toast").filter(has_text="New task assigned: Dishes")
+    await expect(toast).to_be_visible(timeout=DEADLINE_MS)
+    await expect(toast).to_have_attribute("data-event-type", "task.created")
+    task = page.locator(f'[data-testid="task"][data-task-id="{task_id}"]')
+    await expect(task).to_have_attribute("data-status", "open", timeout=DEADLINE_MS)
+    await expect(task.get_by_test_id("task-title")).to_have_text("Dishes")
+    assert await page.evaluate("window.loadedOnce") is True
+
+    await task.get_by_test_id("task-complete").click()
+
+    await expect(task).to_have_attribute("data-status", "completed", timeout=DEADLINE_MS)
+    await expect(task.get_by_test_id("task-status")).to_have_text("Done by you")
+    await expect(task.get_by_test_id("task-complete")).to_have_count(0)
+    assert await page.evaluate("window.loadedOnce") is True
+    stored = await api.get(f"/v1/families/{parent.family_id}/tasks", headers=parent.headers)
+    [done] = stored.json()
+    assert done["completedBy"] == child.id
+
+
+async def test_wrong_password_shows_an_error(api: httpx.AsyncClient, web: str, page: Page) -> None:
+    parent = await signup(api, "Ada")
+
+    await log_in(page, web, parent, password="not the password")
+
+    error = page.get_by_test_id("login-error")
+    await expect(error).to_be_visible(timeout=DEADLINE_MS)
+    await expect(error).to_have_text("wrong e-mail or password")
+    await expect(page.get_by_test_id("app-view")).to_be_hidden()
+    await expect(page.get_by_test_id("connection-status")).to_have_text("offline")
+    assert await page.evaluate("sessionStorage.length") == 0
+    # The form stays usable: the right password logs in from the same page.
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-submit")
+    await expect(page.get_by_test_id("current-user")).to_have_text("Ada (parent)")
+    await expect(error).to_be_hidden()
