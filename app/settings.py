@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     # python-socketio's AsyncRedisManager replaces the Postgres manager when set.
     socketio_redis_url: str | None = None
     cors_origins: list[str] = []
+    # Most events a reconnecting socket is replayed; past it the client refetches its state.
+    replay_cap: int = Field(default=500, ge=0, le=10_000)
+    # Client-originated socket events (chat.join, chat.typing, app.visibility, ...) draw from a
+    # token bucket per socket; a flood is answered with `rate_limited` acks and dropped.
+    socket_events_per_second: float = Field(default=10.0, gt=0)
+    socket_events_burst: int = Field(default=20, ge=1)
+    socket_max_payload_bytes: int = Field(default=4096, gt=0)
+    # Each web process refreshes its presence heartbeat this often; its sockets stop counting
+    # as online once the heartbeat is older than the stale window (a crashed process).
+    presence_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    presence_stale_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def refuse_placeholder_secret(self) -> Self:
@@ -40,6 +51,13 @@ class Settings(BaseSettings):
             raise ValueError("APP_JWT_SECRET must be set to a real secret outside development")
         if self.environment != "development" and len(self.jwt_secret) < 32:
             raise ValueError("APP_JWT_SECRET must be at least 32 characters outside development")
+        return self
+
+    @model_validator(mode="after")
+    def presence_outlives_heartbeat(self) -> Self:
+        # Otherwise a live process's sockets would flap offline between two heartbeats.
+        if self.presence_stale_seconds < 2 * self.presence_heartbeat_seconds:
+            raise ValueError("APP_PRESENCE_STALE_SECONDS must be at least twice the heartbeat")
         return self
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+
+import psycopg
 
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import EventPayload, notify_channel_info, stage
@@ -36,3 +39,19 @@ async def commit_events(
                     stage(session, payload, streams=[user_room(user_id)], family_id=family)
     finally:
         await engine.dispose()
+
+
+async def wait_until_delivered(database_url: str, count: int, within: float = 30.0) -> None:
+    """Wait until ``count`` outbox rows are delivered (the dispatcher has handed them over)."""
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
+        asyncio.timeout(within),
+    ):
+        while True:
+            cur = await conn.execute(
+                "SELECT count(*) FROM outbox_events WHERE status = 'delivered'"
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] >= count:
+                return
+            await asyncio.sleep(0.05)

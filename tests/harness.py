@@ -165,10 +165,17 @@ class SocketRecorder:
         self.events.append((event, data))
         self._changed.set()
 
-    async def connect(self) -> None:
+    async def connect(self, last_seq: int | None = None) -> None:
+        auth: dict[str, Any] = {"token": self.token}
+        if last_seq is not None:
+            auth["lastSeq"] = last_seq
         await self.client.connect(
-            self.base_url, auth={"token": self.token}, transports=["websocket"], wait_timeout=10
+            self.base_url, auth=auth, transports=["websocket"], wait_timeout=10
         )
+
+    def envelopes(self) -> list[dict[str, Any]]:
+        """The outbox events received (not ``sync`` or other signals)."""
+        return [data for name, data in self.events if isinstance(data, dict) and "seq" in data]
 
     async def disconnect(self) -> None:
         await self.client.disconnect()

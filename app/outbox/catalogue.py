@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from app.karma import events as karma_events
 from app.outbox.staging import EventPayload
+from app.rewards import events as reward_events
 from app.tasks import events as task_events
 
-EVENT_MODULES = (task_events,)
+EVENT_MODULES = (task_events, karma_events, reward_events)
 
 
 def event_types() -> dict[tuple[str, int], type[EventPayload]]:

@@ -12,20 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.tokens import TokenExpired, verify_token
 from app.errors import Unauthorized
-from app.realtime.pg_manager import PostgresManager
+from app.realtime.holding import HoldingManager, HoldingPostgresManager, HoldingRedisManager
+from app.realtime.replay import catch_up, requested_last_seq
 from app.realtime.rooms import family_room, user_room
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def create_client_manager(settings: Settings, *, write_only: bool) -> socketio.AsyncManager:
+def create_client_manager(settings: Settings, *, write_only: bool) -> HoldingManager:
     """The cross-process manager: Postgres LISTEN/NOTIFY by default, Redis when configured."""
     if settings.socketio_redis_url:
-        return socketio.AsyncRedisManager(
+        return HoldingRedisManager(
             settings.socketio_redis_url, channel=settings.socketio_channel, write_only=write_only
         )
-    return PostgresManager(
+    return HoldingPostgresManager(
         settings.database_url, channel=settings.socketio_channel, write_only=write_only
     )
 
@@ -34,9 +35,10 @@ def create_socket_server(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> socketio.AsyncServer:
     """A Socket.IO server whose connections must present a valid access token."""
+    manager = create_client_manager(settings, write_only=False)
     sio = socketio.AsyncServer(
         async_mode="asgi",
-        client_manager=create_client_manager(settings, write_only=False),
+        client_manager=manager,
         cors_allowed_origins=settings.cors_origins,
     )
     expiry_timers: dict[str, asyncio.TimerHandle] = {}
@@ -58,8 +60,20 @@ def create_socket_server(
         await sio.save_session(
             sid, {"user_id": str(claims.user_id), "family_id": str(claims.family_id)}
         )
-        await sio.enter_room(sid, user_room(claims.user_id))
+        stream = user_room(claims.user_id)
+        # Held before joining its rooms: live events wait until the replay has been sent.
+        manager.hold(sid)
+        await sio.enter_room(sid, stream)
         await sio.enter_room(sid, family_room(claims.family_id))
+        sio.start_background_task(
+            catch_up,
+            manager=manager,
+            sessionmaker=sessionmaker,
+            sid=sid,
+            stream=stream,
+            last_seq=requested_last_seq(auth, stream),
+            cap=settings.replay_cap,
+        )
         # A socket must not outlive the token that opened it.
         remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
         loop = asyncio.get_running_loop()
@@ -69,6 +83,7 @@ def create_socket_server(
         logger.debug("socket connected", extra={"sid": sid, "user_id": str(claims.user_id)})
 
     async def disconnect(sid: str, reason: str) -> None:
+        manager.forget(sid)
         timer = expiry_timers.pop(sid, None)
         if timer is not None:
             timer.cancel()

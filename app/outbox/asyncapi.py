@@ -1,0 +1,224 @@
+"""The event catalogue: an AsyncAPI 3.0 document generated from the event payload models.
+
+    python -m app.outbox.asyncapi            print the document
+    python -m app.outbox.asyncapi --write    rewrite docs/asyncapi.json (check it in)
+    python -m app.outbox.asyncapi --check    exit 1 when docs/asyncapi.json is out of date
+
+It lists every event type of every module in ``app.outbox.catalogue.EVENT_MODULES``: its
+Socket.IO event name and version, what happened (the payload class's docstring), who receives
+it (``audience``), and its JSON schema inside the one envelope every event travels in.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from app.outbox import catalogue
+from app.outbox.staging import EventPayload
+from app.schemas import CamelModel
+
+ASYNCAPI_VERSION = "3.0.0"
+DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
+REGENERATE_COMMAND = "python -m app.outbox.asyncapi --write"
+CHANNEL = "events"
+SCHEMA_REF = "#/components/schemas/{model}"
+
+
+class CatalogueError(Exception):
+    """An event payload model lacks what the catalogue needs to describe it."""
+
+
+class EventEnvelope(CamelModel):
+    """The envelope of every event, on the socket and in push messages; `data` varies by type."""
+
+    id: str = Field(
+        pattern=r"^evt_[0-9]+$",
+        description="The event's id, the same on every stream; clients drop ids already seen.",
+    )
+    type: str = Field(description="The event type, also the Socket.IO event name.")
+    version: int = Field(ge=1, description="The schema version of `data`.")
+    seq: int = Field(
+        ge=1,
+        description="The event's number in the stream (room) it arrived on; a gap means a "
+        "missed event (reconnect with `lastSeq` to replay).",
+    )
+    occurred_at: datetime = Field(description="When the writing transaction staged the event.")
+    family_id: uuid.UUID | None = Field(description="The family the event belongs to.")
+    data: dict[str, Any] = Field(description="The payload of this type and version.")
+
+
+def catalogued_payloads() -> list[type[EventPayload]]:
+    """The payload model of every event type of the modules in ``EVENT_MODULES``, sorted."""
+    # Only the listed modules: a payload type defined elsewhere (a test's, say) is not part
+    # of the platform's contract even when it sits in the registry.
+    modules = {module.__name__ for module in catalogue.EVENT_MODULES}
+    payloads = [cls for cls in catalogue.event_types().values() if cls.__module__ in modules]
+    problems = [
+        f"{cls.__module__}.{cls.__qualname__}: {problem}"
+        for cls in payloads
+        for problem in _missing_descriptions(cls)
+    ]
+    if problems:
+        raise CatalogueError("event payload models lack descriptions:\n" + "\n".join(problems))
+    return sorted(payloads, key=lambda cls: (cls.event_type, cls.event_version))
+
+
+def _missing_descriptions(cls: type[EventPayload]) -> list[str]:
+    problems = []
+    if not (cls.__dict__.get("__doc__") or "").strip():
+        problems.append("no docstring saying what happened")
+    if not getattr(cls, "audience", "").strip():
+        problems.append("no `audience` saying who receives it")
+    return problems
+
+
+def _message_key(cls: type[EventPayload]) -> str:
+    return f"{cls.event_type}.v{cls.event_version}"
+
+
+def _message(cls: type[EventPayload], data_ref: dict[str, str]) -> dict[str, Any]:
+    summary = (cls.__doc__ or "").strip()
+    return {
+        "name": cls.event_type,
+        "title": f"{cls.event_type} (version {cls.event_version})",
+        "summary": summary,
+        "description": f"{summary}\n\nSent to: {cls.audience}.",
+        "contentType": "application/json",
+        "payload": {
+            "allOf": [
+                {"$ref": SCHEMA_REF.format(model="EventEnvelope")},
+                {
+                    "type": "object",
+                    "properties": {
+                        "type": {"const": cls.event_type},
+                        "version": {"const": cls.event_version},
+                        "data": data_ref,
+                    },
+                },
+            ]
+        },
+        "x-event-type": cls.event_type,
+        "x-event-version": cls.event_version,
+        "x-audience": cls.audience,
+    }
+
+
+def build_document() -> dict[str, Any]:
+    """The AsyncAPI document of every catalogued event type."""
+    payloads = catalogued_payloads()
+    models: list[type[BaseModel]] = [EventEnvelope, *payloads]
+    # One pass over all models: shared nested models (a task inside task events) become one
+    # component, and pydantic disambiguates equal class names from different modules.
+    refs, definitions = models_json_schema(
+        [(model, "serialization") for model in models], by_alias=True, ref_template=SCHEMA_REF
+    )
+    schemas = definitions.get("$defs", {})
+    messages = {_message_key(cls): _message(cls, refs[(cls, "serialization")]) for cls in payloads}
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "Family realtime events",
+            "version": "1.0.0",
+            "description": (
+                "Every durable event the platform delivers through its transactional outbox. "
+                "A client holds one Socket.IO connection (auth `{token, lastSeq?}`); each event "
+                "arrives as a Socket.IO event named by its type, with the envelope as its only "
+                "argument, on the rooms of its recipients (`user:<id>`, `chat:<id>`). "
+                f"Generated from the payload models: `{REGENERATE_COMMAND}`; "
+                "see docs/adding-an-event.md."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "web": {
+                "host": "{host}",
+                "protocol": "ws",
+                "pathname": "/socket.io/",
+                "description": "The web process's Socket.IO endpoint (WebSocket transport).",
+                "variables": {"host": {"default": "localhost:8000"}},
+            }
+        },
+        "channels": {
+            CHANNEL: {
+                "address": "/",
+                "title": "Socket.IO default namespace",
+                "description": (
+                    "The server puts each socket in its user's room and, after a membership "
+                    "check, in the chat rooms it joins; an event reaches the sockets in the "
+                    "rooms of its recipients."
+                ),
+                "messages": {key: {"$ref": f"#/components/messages/{key}"} for key in messages},
+            }
+        },
+        "operations": {
+            f"send.{key}": {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{CHANNEL}"},
+                "summary": message["summary"],
+                "messages": [{"$ref": f"#/channels/{CHANNEL}/messages/{key}"}],
+            }
+            for key, message in messages.items()
+        },
+        "components": {
+            "messages": messages,
+            "schemas": dict(sorted(schemas.items())),
+        },
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    """The document as checked in: stable key order, two-space indent, final newline."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+@cache
+def served_document() -> dict[str, Any]:
+    """The document, built once per process (the models do not change while it runs)."""
+    return build_document()
+
+
+router = APIRouter(tags=["events"])
+
+
+@router.get("/events/catalogue")
+async def event_catalogue() -> dict[str, Any]:
+    """The event catalogue: an AsyncAPI 3.0 document of every event, its payload and recipients."""
+    return served_document()
+
+
+def main(
+    write: Annotated[
+        bool, typer.Option("--write", help="Rewrite the checked-in document.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when the checked-in document is stale.")
+    ] = False,
+    path: Annotated[Path, typer.Option(help="The checked-in document.")] = DOCUMENT_PATH,
+) -> None:
+    """Print the event catalogue, or write or check the checked-in copy."""
+    text = render(build_document())
+    if write:
+        path.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {path}", err=True)
+    elif check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            typer.echo(f"{path} is out of date: run `{REGENERATE_COMMAND}`", err=True)
+            raise typer.Exit(1)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    typer.run(main)

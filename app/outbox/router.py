@@ -1,0 +1,42 @@
+"""REST catch-up: the events of the caller's own stream after a seq."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from app.auth.dependencies import CurrentUser
+from app.db import DbSession
+from app.outbox.replay import events_after
+from app.realtime.rooms import user_room
+from app.schemas import CamelModel
+
+router = APIRouter(tags=["events"])
+
+
+class EventsPage(CamelModel):
+    stream: str
+    events: list[dict[str, Any]]
+    # False when events after ``after`` are gone (retention): refetch the state instead.
+    complete: bool
+    has_more: bool
+    last_seq: int
+
+
+@router.get("/events", response_model=EventsPage)
+async def list_events(
+    actor: CurrentUser,
+    session: DbSession,
+    after: Annotated[int, Query(ge=0, description="The last seq the client has seen")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EventsPage:
+    """Events of the caller's stream with a seq after `after`, oldest first (same as replay)."""
+    page = await events_after(session, stream=user_room(actor.id), after=after, limit=limit)
+    return EventsPage(
+        stream=page.stream,
+        events=page.envelopes,
+        complete=not page.purged,
+        has_more=page.has_more,
+        last_seq=page.last_seq,
+    )
