@@ -18,6 +18,7 @@ from app.auth.router import router as auth_router
 from app.db import create_engine, create_sessionmaker
 from app.errors import error_body, install_error_handlers
 from app.families.router import router as families_router
+from app.outbox.router import router as events_router
 from app.outbox.staging import notify_channel_info
 from app.realtime.server import create_socket_server
 from app.settings import Settings, get_settings
@@ -44,7 +45,7 @@ def create_api(
     install_error_handlers(api)
 
     v1 = APIRouter(prefix="/v1")
-    for router in (auth_router, families_router, tasks_router):
+    for router in (auth_router, families_router, tasks_router, events_router):
         v1.include_router(router)
     api.include_router(v1)
 
