@@ -153,7 +153,11 @@ class SocketRecorder:
 
     base_url: str
     token: str
+    # The outbox events (envelopes with a ``seq``); ephemeral signals are only in ``received``.
     events: list[tuple[str, Any]] = field(default_factory=list)
+    syncs: list[dict[str, Any]] = field(default_factory=list)
+    # Everything, in arrival order.
+    received: list[tuple[str, Any]] = field(default_factory=list)
     client: socketio.AsyncClient = field(init=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -162,7 +166,11 @@ class SocketRecorder:
         self.client.on("*", self._record)
 
     async def _record(self, event: str, data: Any) -> None:
-        self.events.append((event, data))
+        self.received.append((event, data))
+        if event == "sync":
+            self.syncs.append(data)
+        elif isinstance(data, dict) and "seq" in data:
+            self.events.append((event, data))
         self._changed.set()
 
     async def connect(self, last_seq: int | None = None) -> None:
@@ -174,8 +182,8 @@ class SocketRecorder:
         )
 
     def envelopes(self) -> list[dict[str, Any]]:
-        """The outbox events received (not ``sync`` or other signals)."""
-        return [data for name, data in self.events if isinstance(data, dict) and "seq" in data]
+        """The outbox events received, in arrival order."""
+        return [data for _, data in self.events]
 
     async def disconnect(self) -> None:
         await self.client.disconnect()

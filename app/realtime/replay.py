@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -12,6 +13,9 @@ from app.outbox.replay import events_after, stream_head
 from app.realtime.holding import HeldEmit, HoldingManager
 
 logger = logging.getLogger(__name__)
+
+CONNECT_WAIT_STEPS = 1000
+CONNECT_WAIT_STEP_SECONDS = 0.005
 
 
 def requested_last_seq(auth: Any, stream: str) -> int | None:
@@ -55,6 +59,15 @@ async def catch_up(
     except SQLAlchemyError:
         logger.warning("replay failed; the client must refetch", exc_info=True)
         recovered, resume_from = False, None
+    # The connect handler returns before the server acknowledges the connection; anything
+    # sent to the socket before that acknowledgement would be dropped by the client.
+    for _ in range(CONNECT_WAIT_STEPS):
+        if manager.is_connected(sid, "/"):
+            break
+        await asyncio.sleep(CONNECT_WAIT_STEP_SECONDS)
+    else:
+        manager.forget(sid)
+        return
     for envelope in replayed:
         await manager.send_direct(sid, envelope["type"], envelope)
     sync = {

@@ -188,9 +188,8 @@ async def test_socket_is_disconnected_when_its_token_expires(
         async with httpx.AsyncClient(base_url=base_url) as api:
             parent = await signup(api, "Ada")
         recorder = await connected(base_url, parent)
-        await recorder.wait_until(
-            lambda events: ("session.expired", {"reason": "token_expired"}) in events, 10
-        )
+        expired = ("session.expired", {"reason": "token_expired"})
+        await recorder.wait_until(lambda _: expired in recorder.received, 10)
         async with asyncio.timeout(5):
             await recorder.client.wait()  # returns once the server has closed the socket
         assert not recorder.client.connected

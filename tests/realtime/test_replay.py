@@ -17,10 +17,6 @@ from tests.harness import (
 )
 
 
-def syncs(recorder: SocketRecorder) -> list[dict[str, object]]:
-    return recorder.of_type("sync")
-
-
 async def child_of_new_family(api: httpx.AsyncClient) -> Member:
     parent = await signup(api, "Ada")
     return await add_member(api, parent, "Kim", "child")
@@ -32,8 +28,8 @@ async def test_reconnect_replays_exactly_what_was_missed(
     child = await child_of_new_family(api)
     first = SocketRecorder(web, child.token)
     await first.connect()
-    await first.wait_until(lambda events: len(events) >= 1)
-    assert syncs(first) == [
+    await first.wait_until(lambda _: len(first.syncs) >= 1)
+    assert first.syncs == [
         {"stream": f"user:{child.id}", "recovered": False, "replayed": 0, "lastSeq": 0}
     ]
     await commit_events(database_url, child.id, child.family_id, 5)
@@ -46,11 +42,11 @@ async def test_reconnect_replays_exactly_what_was_missed(
 
     again = SocketRecorder(web, child.token)
     await again.connect(last_seq=5)
-    await again.wait_until(lambda _: len(syncs(again)) == 1)
-    names = [name for name, _ in again.events]
+    await again.wait_until(lambda _: len(again.syncs) == 1)
+    names = [name for name, _ in again.received]
     assert names == ["task.deleted"] * 200 + ["sync"]
     assert [e["seq"] for e in again.envelopes()] == list(range(6, 206))
-    assert syncs(again) == [
+    assert again.syncs == [
         {"stream": f"user:{child.id}", "recovered": True, "replayed": 200, "lastSeq": 205}
     ]
     # Live events follow the replay.
@@ -71,9 +67,9 @@ async def test_over_the_cap_the_client_must_refetch(
 
         behind = SocketRecorder(base_url, child.token)
         await behind.connect(last_seq=5)
-        await behind.wait_until(lambda _: len(syncs(behind)) == 1)
+        await behind.wait_until(lambda _: len(behind.syncs) == 1)
         assert behind.envelopes() == []
-        assert syncs(behind) == [
+        assert behind.syncs == [
             {"stream": f"user:{child.id}", "recovered": False, "replayed": 0, "lastSeq": 60}
         ]
     finally:
