@@ -14,6 +14,7 @@ const state = {
   members: [],
   tasks: [],
   socket: null,
+  lastSeq: null,  // the newest seq seen on our own stream; sent on reconnect for replay
   seenEventIds: new Set(),  // insertion-ordered, trimmed to SEEN_LIMIT
   tasksGeneration: 0,
 };
@@ -68,6 +69,7 @@ function logOut(notice) {
   state.user = null;
   state.members = [];
   state.tasks = [];
+  state.lastSeq = null;
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(USER_KEY);
   setStatus("offline", "offline");
@@ -101,11 +103,16 @@ async function start() {
 
 function connectSocket() {
   setStatus("connecting", "connecting…");
-  const socket = io({ auth: { token: state.token }, transports: ["websocket"] });
+  // On every (re)connect the server replays what we missed after lastSeq, then says "sync".
+  const auth = (send) => send(state.lastSeq === null
+    ? { token: state.token }
+    : { token: state.token, lastSeq: state.lastSeq });
+  const socket = io({ auth, transports: ["websocket"] });
   state.socket = socket;
-  socket.on("connect", () => {
-    setStatus("connected", "connected");
-    refreshTasks();  // events may have been missed while we were away
+  socket.on("connect", () => setStatus("connected", "connected"));
+  socket.on("sync", ({ recovered, lastSeq }) => {
+    if (lastSeq !== null) state.lastSeq = Math.max(state.lastSeq ?? 0, lastSeq);
+    if (!recovered) refreshTasks();  // too much missed (or a first connect): refetch the state
   });
   socket.on("disconnect", (reason) => {
     if (socket.active) setStatus("reconnecting", "reconnecting…");
@@ -126,6 +133,7 @@ function handleTaskEvent(envelope) {
   // Delivery is at-least-once: the same event may arrive twice (after a retry or a replay).
   if (!envelope?.id || state.seenEventIds.has(envelope.id)) return;
   state.seenEventIds.add(envelope.id);
+  state.lastSeq = Math.max(state.lastSeq ?? 0, envelope.seq);
   if (state.seenEventIds.size > SEEN_LIMIT) {
     state.seenEventIds.delete(state.seenEventIds.values().next().value);
   }
