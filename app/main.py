@@ -15,12 +15,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.router import router as auth_router
+from app.chat.router import router as chat_router
 from app.db import create_engine, create_sessionmaker
 from app.errors import error_body, install_error_handlers
 from app.families.router import router as families_router
+from app.karma.router import router as karma_router
+from app.outbox.asyncapi import router as catalogue_router
 from app.outbox.router import router as events_router
 from app.outbox.staging import notify_channel_info
 from app.realtime.server import create_socket_server
+from app.recurring.router import router as recurring_router
+from app.rewards.router import router as rewards_router
 from app.settings import Settings, get_settings
 from app.tasks.router import router as tasks_router
 
@@ -45,7 +50,17 @@ def create_api(
     install_error_handlers(api)
 
     v1 = APIRouter(prefix="/v1")
-    for router in (auth_router, families_router, tasks_router, events_router):
+    for router in (
+        auth_router,
+        families_router,
+        tasks_router,
+        recurring_router,
+        events_router,
+        catalogue_router,
+        karma_router,
+        rewards_router,
+        chat_router,
+    ):
         v1.include_router(router)
     api.include_router(v1)
 

@@ -49,7 +49,7 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
-        scheduler = create_scheduler(pool, settings)
+        scheduler = create_scheduler(pool, settings, app_settings)
         scheduler.start()
         listener = asyncio.create_task(
             wake_on_notify(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +25,14 @@ class DispatcherSettings(BaseSettings):
     purge_batch_size: int = Field(default=5000, ge=1)
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
     gauge_interval_seconds: float = Field(default=5.0, gt=0)
+    # Recurring tasks. The generation job runs at start and then every interval: it is
+    # idempotent and a run with nothing due costs one query, so a short interval only makes
+    # a new day's tasks (and a new template's first one) appear sooner.
+    task_generation_interval_seconds: float = Field(default=600.0, gt=0)
+    # The zone whose calendar decides what "today" is and when a generated task is due.
+    task_generation_time_zone: ZoneInfo = ZoneInfo("UTC")
+    # How many days (today included) a run creates missed tasks for after downtime.
+    task_generation_catch_up_days: int = Field(default=14, ge=1, le=366)
     listener_keepalive_seconds: float = Field(default=10.0, gt=0)
     metrics_host: str = "127.0.0.1"
     # 0 disables the Prometheus endpoint (tests run several dispatchers at once).

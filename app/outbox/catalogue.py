@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from app.chat import events as chat_events
 from app.karma import events as karma_events
 from app.outbox.staging import EventPayload
 from app.rewards import events as reward_events
 from app.tasks import events as task_events
 
-EVENT_MODULES = (task_events, karma_events, reward_events)
+EVENT_MODULES = (task_events, karma_events, reward_events, chat_events)
 
 
 def event_types() -> dict[tuple[str, int], type[EventPayload]]:

@@ -62,13 +62,15 @@ class HoldingManager(AsyncManager):
     ) -> None:
         room = to or room
         if self._held and namespace in self.rooms:
+            skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
             held_here = [
-                sid for sid, _ in self.get_participants(namespace, room) if sid in self._held
+                sid
+                for sid, _ in self.get_participants(namespace, room)
+                if sid in self._held and sid not in skipped
             ]
             for sid in held_here:
                 self._held[sid].append((room, event, data))
             if held_here:
-                skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
                 skip_sid = [*skipped, *held_here]
         await super().emit(
             event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs

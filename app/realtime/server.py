@@ -11,6 +11,7 @@ import socketio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.tokens import TokenExpired, verify_token
+from app.chat.sockets import register_chat_handlers
 from app.errors import Unauthorized
 from app.realtime.holding import HoldingManager, HoldingPostgresManager, HoldingRedisManager
 from app.realtime.replay import catch_up, requested_last_seq
@@ -40,7 +41,10 @@ def create_socket_server(
         async_mode="asgi",
         client_manager=manager,
         cors_allowed_origins=settings.cors_origins,
+        # Client frames are small (acks, typing, visibility); bigger ones are refused undecoded.
+        max_http_buffer_size=64 * 1024,
     )
+    presence = register_chat_handlers(sio, sessionmaker, settings)
     expiry_timers: dict[str, asyncio.TimerHandle] = {}
 
     async def expire(sid: str) -> None:
@@ -65,6 +69,7 @@ def create_socket_server(
         manager.hold(sid)
         await sio.enter_room(sid, stream)
         await sio.enter_room(sid, family_room(claims.family_id))
+        await presence.connected(sid, user_id=claims.user_id, family_id=claims.family_id)
         sio.start_background_task(
             catch_up,
             manager=manager,
@@ -84,6 +89,7 @@ def create_socket_server(
 
     async def disconnect(sid: str, reason: str) -> None:
         manager.forget(sid)
+        await presence.disconnected(sid)
         timer = expiry_timers.pop(sid, None)
         if timer is not None:
             timer.cancel()

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, func
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
 from app.families.models import User
+from app.recurring.models import TaskTemplate
+from app.rewards.models import RewardClaim
 
 task_assignees = Table(
     "task_assignees",
@@ -21,6 +34,10 @@ task_assignees = Table(
 
 class Task(Base):
     __tablename__ = "tasks"
+    __table_args__ = (
+        # One task per template and day, however many generators run (app.recurring).
+        UniqueConstraint("template_id", "scheduled_for", name="tasks_template_day_key"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     family_id: Mapped[uuid.UUID] = mapped_column(
@@ -36,6 +53,17 @@ class Task(Base):
     )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Set on a task generated from a recurring template: which template, for which day.
+    # The column object, not a name: the key resolves wherever tasks are used.
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(TaskTemplate.id, ondelete="SET NULL")
+    )
+    scheduled_for: Mapped[date | None] = mapped_column(Date)
+    # Set on a reward claim's approval task, which changes only through its claim
+    # (app.rewards). The column object, not a name: the key resolves wherever tasks are used.
+    claim_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(RewardClaim.id, ondelete="CASCADE"), unique=True
+    )
 
     assignees: Mapped[list[User]] = relationship(secondary=task_assignees, lazy="selectin")
 

@@ -26,6 +26,8 @@ class TaskOut(CamelModel):
     completed_by: uuid.UUID | None
     completed_at: datetime | None
     created_at: datetime
+    # Set on a reward claim's approval task: decide it with /v1/claims/{claimId}/approve|reject.
+    claim_id: uuid.UUID | None = None
 
     @classmethod
     def of(cls, task: Task) -> TaskOut:
@@ -41,6 +43,7 @@ class TaskOut(CamelModel):
             completed_by=task.completed_by,
             completed_at=task.completed_at,
             created_at=task.created_at,
+            claim_id=task.claim_id,
         )
 
 

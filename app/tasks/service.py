@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import Conflict, Forbidden, NotFound
 from app.families import service as family_service
 from app.families.models import User
+from app.karma import service as karma_service
 from app.tasks import events as task_events
 from app.tasks.models import Task
 from app.tasks.schemas import TaskCreate, TaskUpdate
@@ -22,6 +23,15 @@ async def get_task(*, session: AsyncSession, actor: User, task_id: uuid.UUID) ->
     if task is None or task.family_id != actor.family_id:
         raise NotFound("task not found")
     return task
+
+
+def refuse_approval_task(task: Task) -> None:
+    """A claim's approval task changes only by approving or rejecting the claim (app.rewards)."""
+    if task.claim_id is not None:
+        raise Conflict(
+            "this task approves a reward claim: approve or reject the claim instead",
+            details={"claimId": str(task.claim_id)},
+        )
 
 
 async def list_tasks(*, session: AsyncSession, actor: User, family_id: uuid.UUID) -> list[Task]:
@@ -61,6 +71,7 @@ async def update_task(
 ) -> Task:
     family_service.require_parent(actor)
     task = await get_task(session=session, actor=actor, task_id=task_id)
+    refuse_approval_task(task)
     for field in ("title", "description", "karma_reward", "due_at"):
         if field in data.model_fields_set:
             setattr(task, field, getattr(data, field))
@@ -82,17 +93,79 @@ async def complete_task(*, session: AsyncSession, actor: User, task_id: uuid.UUI
         raise Forbidden("only the task's assignees or a parent may complete it")
     if task.completed_at is not None:
         raise Conflict("the task is already completed")
-    task.completed_by = actor.id
+    refuse_approval_task(task)
+    await _mark_completed(session=session, task=task, completed_by=actor.id)
+    if task.karma_reward > 0:
+        # Same transaction: the reward is credited exactly when the completion commits.
+        await karma_service.award_task_karma(
+            session=session,
+            family_id=task.family_id,
+            user_ids=task.assignee_ids,
+            amount=task.karma_reward,
+            reason=task.title,
+            task_id=task.id,
+            granted_by=task.created_by,
+        )
+    return task
+
+
+async def _mark_completed(*, session: AsyncSession, task: Task, completed_by: uuid.UUID) -> None:
+    task.completed_by = completed_by
     task.completed_at = datetime.now(UTC)
     await session.flush()
     parents = await family_service.parent_ids(session=session, family_id=task.family_id)
-    task_events.record_completed(session=session, task=task, completed_by=actor.id, parents=parents)
+    task_events.record_completed(
+        session=session, task=task, completed_by=completed_by, parents=parents
+    )
+
+
+async def create_approval_task(
+    *,
+    session: AsyncSession,
+    family_id: uuid.UUID,
+    claim_id: uuid.UUID,
+    title: str,
+    description: str,
+    assignee_ids: list[uuid.UUID],
+    created_by: uuid.UUID,
+) -> Task:
+    """The parents' task to approve a reward claim; its assignees receive `task.created`."""
+    assignees = await family_service.family_members_by_id(
+        session=session, family_id=family_id, user_ids=assignee_ids
+    )
+    task = Task(
+        family_id=family_id,
+        title=title,
+        description=description,
+        karma_reward=0,
+        created_by=created_by,
+        assignees=assignees,
+        claim_id=claim_id,
+    )
+    session.add(task)
+    await session.flush()
+    await session.refresh(task, ["created_at"])
+    task_events.record_created(session=session, task=task)
+    return task
+
+
+async def complete_approval_task(
+    *, session: AsyncSession, claim_id: uuid.UUID, completed_by: uuid.UUID
+) -> Task | None:
+    """Close a decided claim's approval task, if still open; stages `task.completed`."""
+    task = await session.scalar(
+        select(Task).where(Task.claim_id == claim_id).with_for_update(of=Task)
+    )
+    if task is None or task.completed_at is not None:
+        return task
+    await _mark_completed(session=session, task=task, completed_by=completed_by)
     return task
 
 
 async def delete_task(*, session: AsyncSession, actor: User, task_id: uuid.UUID) -> None:
     family_service.require_parent(actor)
     task = await get_task(session=session, actor=actor, task_id=task_id)
+    refuse_approval_task(task)
     parents = await family_service.parent_ids(session=session, family_id=task.family_id)
     affected = list(dict.fromkeys([*task.assignee_ids, *parents]))
     task_events.record_deleted(session=session, task=task, affected_users=affected)

@@ -22,7 +22,9 @@ def upgrade() -> None:
         "families",
         sa.Column("id", sa.Uuid(), primary_key=True),
         sa.Column("name", sa.String(100), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
     op.create_table(
         "users",
@@ -34,10 +36,12 @@ def upgrade() -> None:
         sa.Column("display_name", sa.String(100), nullable=False),
         sa.Column("role", sa.String(10), nullable=False),
         sa.Column("password_hash", sa.String(200), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.CheckConstraint("role IN ('parent', 'child')", name="users_role_known"),
     )
-    op.create_index("users_family_idx", "users", ["family_id"])
+    op.create_index("ix_users_family_id", "users", ["family_id"])
     op.create_table(
         "tasks",
         sa.Column("id", sa.Uuid(), primary_key=True),
@@ -53,7 +57,9 @@ def upgrade() -> None:
         ),
         sa.Column("completed_by", sa.Uuid(), sa.ForeignKey("users.id", ondelete="SET NULL")),
         sa.Column("completed_at", sa.DateTime(timezone=True)),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
     op.create_index("ix_tasks_family_id", "tasks", ["family_id"])
     op.create_table(

@@ -1,0 +1,26 @@
+"""Chat events: typed payloads staged in the outbox for the chat's room."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.chat.models import Chat, ChatMessage
+from app.chat.schemas import MessageOut
+from app.outbox.staging import EventPayload, stage
+from app.realtime.rooms import chat_room
+
+
+class ChatMessageCreated(EventPayload):
+    """A message was posted in a chat."""
+
+    event_type = "chat.message.created"
+    audience = "the chat's room `chat:<chatId>`: the sockets of its members that joined it"
+    chat_id: uuid.UUID
+    message: MessageOut
+
+
+def record_message_created(*, session: AsyncSession, chat: Chat, message: ChatMessage) -> None:
+    payload = ChatMessageCreated(chat_id=chat.id, message=MessageOut.of(message))
+    stage(session, payload, streams=[chat_room(chat.id)], family_id=chat.family_id)

@@ -1,0 +1,47 @@
+"""Karma events: typed payloads and their recipients, staged in the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.karma.models import KarmaEntry, KarmaSource
+from app.outbox.staging import EventPayload, stage
+from app.realtime.rooms import user_room
+
+AwardSource = Literal["grant", "task"]
+
+# Only credits a member earned are announced as awards; claim reservations and refunds reach
+# the child inside the claim events instead.
+_AWARD_SOURCES: dict[KarmaSource, AwardSource] = {
+    KarmaSource.GRANT: "grant",
+    KarmaSource.TASK: "task",
+}
+
+
+class KarmaAwarded(EventPayload):
+    """A member received karma: a parent's grant or a completed task's reward."""
+
+    event_type = "karma.awarded"
+    audience = "the member who received it"
+    user_id: uuid.UUID
+    amount: int
+    reason: str
+    source: AwardSource
+    new_balance: int
+    granted_by: uuid.UUID
+
+
+def record_awarded(*, session: AsyncSession, entry: KarmaEntry, granted_by: uuid.UUID) -> None:
+    """Stage ``karma.awarded`` for the credit ``entry`` (a grant or a task reward)."""
+    payload = KarmaAwarded(
+        user_id=entry.user_id,
+        amount=entry.amount,
+        reason=entry.reason,
+        source=_AWARD_SOURCES[entry.source],
+        new_balance=entry.balance_after,
+        granted_by=granted_by,
+    )
+    stage(session, payload, streams=[user_room(entry.user_id)], family_id=entry.family_id)

@@ -1,0 +1,356 @@
+"""Who is online, across every web process: live sockets are rows in Postgres.
+
+Each web process (a *node*) keeps a heartbeat row whose ``expires_at`` it pushes forward every
+few seconds; a socket counts only while its node's row has not expired, so the sockets of a
+crashed process stop counting by themselves and any live node reaps them. ``presence.changed``
+goes to the family room when a user's first live socket connects or last one goes away; the
+first/last decision is made under a per-user advisory lock in the writing transaction, and the
+emit happens before that transaction commits, so two processes can neither both announce nor
+announce out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+import socketio
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Text, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+from app.families import models as _family_models  # noqa: F401  (the foreign keys' tables)
+from app.realtime.rooms import family_room
+from app.schemas import CamelModel
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# First key of the two-key advisory lock ("pres"), so user locks cannot collide with other
+# advisory locks of the application.
+PRESENCE_LOCK_NAMESPACE = 0x70726573
+
+
+class RealtimeNode(Base):
+    """One web process; its sockets count as online until ``expires_at``."""
+
+    __tablename__ = "realtime_nodes"
+    # Presence is soft state: skip the WAL. A database crash empties the table, and every
+    # node's next heartbeat finds its row gone and records its sockets again.
+    __table_args__ = ({"prefixes": ["UNLOGGED"]},)
+
+    node_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+    heartbeat_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PresenceSocket(Base):
+    """One live Socket.IO connection, on the node that holds it."""
+
+    __tablename__ = "presence_sockets"
+    __table_args__ = (
+        Index("presence_sockets_user_idx", "user_id"),
+        Index("presence_sockets_node_idx", "node_id"),
+        {"prefixes": ["UNLOGGED"]},
+    )
+
+    sid: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    family_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(ForeignKey("realtime_nodes.node_id", ondelete="CASCADE"))
+    visible: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    connected_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+
+
+class VisibilityIn(CamelModel):
+    """The payload of `app.visibility` from a client: is the app in front of its user?"""
+
+    visible: bool
+
+
+class PresenceChanged(CamelModel):
+    """`presence.changed`, sent to the family room (ephemeral: no envelope, may be lost)."""
+
+    user_id: uuid.UUID
+    online: bool
+
+
+async def users_with_visible_app(
+    session: AsyncSession, user_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of ``user_ids`` with a live socket whose app is visible (push can skip them)."""
+    wanted = list(set(user_ids))
+    if not wanted:
+        return set()
+    result = await session.scalars(
+        select(PresenceSocket.user_id)
+        .join(RealtimeNode, RealtimeNode.node_id == PresenceSocket.node_id)
+        .where(
+            PresenceSocket.user_id.in_(wanted),
+            PresenceSocket.visible,
+            RealtimeNode.expires_at > text("clock_timestamp()"),
+        )
+        .distinct()
+    )
+    return set(result)
+
+
+_LOCK_USER = text(
+    "SELECT pg_advisory_xact_lock(:namespace, hashtext(CAST(:user_id AS text)))"
+).bindparams(namespace=PRESENCE_LOCK_NAMESPACE)
+
+# DO NOTHING takes no row lock on an existing row, so connects never queue on the node row.
+_ENSURE_NODE = text(
+    """
+    INSERT INTO realtime_nodes (node_id, expires_at)
+    VALUES (:node_id, clock_timestamp() + make_interval(secs => CAST(:stale AS float8)))
+    ON CONFLICT (node_id) DO NOTHING
+    """
+)
+
+_USER_IS_LIVE = text(
+    """
+    SELECT EXISTS (
+        SELECT 1 FROM presence_sockets s JOIN realtime_nodes n ON n.node_id = s.node_id
+        WHERE s.user_id = :user_id AND n.expires_at > clock_timestamp()
+    )
+    """
+)
+
+_ADD_SOCKET = text(
+    """
+    INSERT INTO presence_sockets (sid, user_id, family_id, node_id)
+    VALUES (:sid, :user_id, :family_id, :node_id)
+    ON CONFLICT (sid) DO NOTHING
+    RETURNING sid
+    """
+)
+
+_REMOVE_SOCKET = text(
+    "DELETE FROM presence_sockets WHERE sid = :sid AND node_id = :node_id RETURNING sid"
+)
+
+_SET_VISIBLE = text(
+    "UPDATE presence_sockets SET visible = :visible WHERE sid = :sid AND node_id = :node_id"
+)
+
+_NODE_WAS_LIVE = text(
+    """
+    SELECT expires_at > clock_timestamp() FROM realtime_nodes
+    WHERE node_id = :node_id FOR UPDATE
+    """
+)
+
+_HEARTBEAT = text(
+    """
+    INSERT INTO realtime_nodes (node_id, heartbeat_at, expires_at)
+    VALUES (:node_id, clock_timestamp(),
+            clock_timestamp() + make_interval(secs => CAST(:stale AS float8)))
+    ON CONFLICT (node_id) DO UPDATE
+    SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at
+    """
+)
+
+_STALE_NODES = text(
+    """
+    SELECT node_id FROM realtime_nodes
+    WHERE expires_at < clock_timestamp() AND node_id <> :node_id
+    ORDER BY node_id
+    """
+)
+
+_STALE_NODE_USERS = text(
+    """
+    SELECT DISTINCT user_id, family_id FROM presence_sockets
+    WHERE node_id = :node_id ORDER BY user_id
+    """
+)
+
+# The expiry is checked again here, under the user's lock: a node that came back to life in
+# the meantime keeps its sockets.
+_REAP_USER_SOCKETS = text(
+    """
+    DELETE FROM presence_sockets s USING realtime_nodes n
+    WHERE n.node_id = :node_id AND s.node_id = n.node_id AND s.user_id = :user_id
+      AND n.expires_at < clock_timestamp()
+    RETURNING s.sid
+    """
+)
+
+# Only an empty node row goes: the cascade must never remove a socket nobody announced.
+_DROP_NODE = text(
+    """
+    DELETE FROM realtime_nodes n
+    WHERE n.node_id = :node_id AND n.expires_at < clock_timestamp()
+      AND NOT EXISTS (SELECT 1 FROM presence_sockets s WHERE s.node_id = n.node_id)
+    """
+)
+
+
+def new_node_id() -> str:
+    """An id unique to this process start."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Presence:
+    """This web process's side of presence: its sockets, its heartbeat, the reaping of others."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        node_id: str | None = None,
+    ) -> None:
+        self._sio = sio
+        self._sessionmaker = sessionmaker
+        self._heartbeat_seconds = settings.presence_heartbeat_seconds
+        self._stale_seconds = settings.presence_stale_seconds
+        self.node_id = node_id or new_node_id()
+        # The truth for this node's own sockets: what a heartbeat restores if this node's rows
+        # were reaped while it was stalled.
+        self._sockets: dict[str, tuple[uuid.UUID, uuid.UUID]] = {}
+        self._heartbeat: asyncio.Future[None] | None = None
+        self._beaten = False
+
+    async def connected(self, sid: str, *, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+        """Record a new socket; announce the user online if it is their first live one."""
+        self._sockets[sid] = (user_id, family_id)
+        if self._heartbeat is None:
+            self._heartbeat = self._sio.start_background_task(self._heartbeat_loop)
+        try:
+            await self._add_socket(sid, user_id, family_id)
+        except Exception:
+            # Presence is best effort: it must never refuse or break a connection.
+            logger.exception("recording a socket's presence failed", extra={"sid": sid})
+
+    async def disconnected(self, sid: str) -> None:
+        """Forget a socket; announce the user offline if it was their last live one."""
+        # Popped before taking the user's lock: a concurrent restore re-checks the map under it.
+        known = self._sockets.pop(sid, None)
+        if known is None:
+            return
+        user_id, family_id = known
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(_LOCK_USER, {"user_id": user_id})
+                removed = await session.scalar(
+                    _REMOVE_SOCKET, {"sid": sid, "node_id": self.node_id}
+                )
+                if removed is not None and not await self._is_live(session, user_id):
+                    await self._announce(user_id, family_id, online=False)
+        except Exception:
+            logger.exception("removing a socket's presence failed", extra={"sid": sid})
+
+    async def set_visible(self, sid: str, visible: bool) -> None:
+        """Record whether the socket's app is in front of its user (`app.visibility`)."""
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(
+                _SET_VISIBLE, {"sid": sid, "node_id": self.node_id, "visible": visible}
+            )
+
+    async def _add_socket(self, sid: str, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(_LOCK_USER, {"user_id": user_id})
+            if sid not in self._sockets:
+                return  # disconnected while waiting for the lock
+            await session.execute(
+                _ENSURE_NODE, {"node_id": self.node_id, "stale": self._stale_seconds}
+            )
+            was_live = await self._is_live(session, user_id)
+            added = await session.scalar(
+                _ADD_SOCKET,
+                {"sid": sid, "user_id": user_id, "family_id": family_id, "node_id": self.node_id},
+            )
+            if added is not None and not was_live:
+                # The socket itself needs no news of its own arrival.
+                await self._announce(user_id, family_id, online=True, skip_sid=sid)
+
+    async def _is_live(self, session: AsyncSession, user_id: uuid.UUID) -> bool:
+        return bool(await session.scalar(_USER_IS_LIVE, {"user_id": user_id}))
+
+    async def _announce(
+        self, user_id: uuid.UUID, family_id: uuid.UUID, *, online: bool, skip_sid: str | None = None
+    ) -> None:
+        # Called while the user's lock is held, so announcements of one user leave in the
+        # order their decisions were made, whichever process made them.
+        data = PresenceChanged(user_id=user_id, online=online).model_dump(
+            mode="json", by_alias=True
+        )
+        try:
+            await self._sio.emit(
+                "presence.changed", data, room=family_room(family_id), skip_sid=skip_sid
+            )
+        except Exception:
+            # An ephemeral signal may be lost; the presence rows must still be written.
+            logger.warning(
+                "presence.changed emit failed",
+                exc_info=True,
+                extra={"user_id": str(user_id), "online": online},
+            )
+        logger.debug("presence changed", extra={"user_id": str(user_id), "online": online})
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.beat()
+                await self.reap_stale_nodes()
+            except Exception:
+                # A database outage must not end the loop; the next beat tries again.
+                logger.warning("presence heartbeat failed", exc_info=True)
+            await asyncio.sleep(self._heartbeat_seconds)
+
+    async def beat(self) -> None:
+        """Push this node's expiry forward; re-record its sockets if it had been reaped."""
+        async with self._sessionmaker() as session, session.begin():
+            was_live = await session.scalar(_NODE_WAS_LIVE, {"node_id": self.node_id})
+            await session.execute(
+                _HEARTBEAT, {"node_id": self.node_id, "stale": self._stale_seconds}
+            )
+        first_beat, self._beaten = not self._beaten, True
+        # Before the first beat the row may not exist yet; that is a start, not a reaping.
+        if not was_live and not first_beat and self._sockets:
+            logger.warning(
+                "presence node had expired; restoring its sockets",
+                extra={"node_id": self.node_id, "sockets": len(self._sockets)},
+            )
+            for sid, (user_id, family_id) in list(self._sockets.items()):
+                await self._add_socket(sid, user_id, family_id)
+
+    async def reap_stale_nodes(self) -> None:
+        """Remove the sockets of nodes whose heartbeat expired, announcing who went offline."""
+        async with self._sessionmaker() as session:
+            stale = list(await session.scalars(_STALE_NODES, {"node_id": self.node_id}))
+        for node_id in stale:
+            async with self._sessionmaker() as session:
+                users = (await session.execute(_STALE_NODE_USERS, {"node_id": node_id})).all()
+            for user_id, family_id in users:
+                async with self._sessionmaker() as session, session.begin():
+                    await session.execute(_LOCK_USER, {"user_id": user_id})
+                    reaped = list(
+                        await session.scalars(
+                            _REAP_USER_SOCKETS, {"node_id": node_id, "user_id": user_id}
+                        )
+                    )
+                    if reaped and not await self._is_live(session, user_id):
+                        await self._announce(user_id, family_id, online=False)
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(_DROP_NODE, {"node_id": node_id})
+            logger.info(
+                "reaped a stale presence node",
+                extra={"stale_node_id": node_id, "users": len(users)},
+            )

@@ -1,0 +1,125 @@
+"""Claim events: typed payloads (the seed's contracts) and their recipients, staged in the outbox.
+
+Every claim event goes to the claiming child only; the parents learn of a claim through its
+approval task (``task.created``, then ``task.completed`` when it is decided).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.outbox.staging import EventPayload, stage
+from app.realtime.rooms import user_room
+from app.rewards.models import ClaimStatus, RewardClaim
+from app.rewards.schemas import RewardOut
+
+
+class ClaimCreated(EventPayload):
+    """A child claimed a reward; its karma is reserved until a parent decides."""
+
+    event_type = "claim.created"
+    audience = "the claiming child (the parents get the approval task's task.created)"
+    claim_id: uuid.UUID
+    reward_id: uuid.UUID
+    member_id: uuid.UUID
+    reward: RewardOut
+    status: ClaimStatus
+    karma_cost: int
+    new_balance: int
+    approval_task_id: uuid.UUID
+    created_at: datetime
+
+
+class ClaimApproved(EventPayload):
+    """A parent approved a claim: the reserved karma is spent."""
+
+    event_type = "claim.approved"
+    audience = "the claiming child"
+    claim_id: uuid.UUID
+    reward_id: uuid.UUID
+    member_id: uuid.UUID
+    reward: RewardOut
+    status: ClaimStatus
+    karma_cost: int
+    decided_by: uuid.UUID
+    decided_at: datetime
+
+
+class ClaimRejected(EventPayload):
+    """A parent rejected a claim: the reserved karma went back to the child."""
+
+    event_type = "claim.rejected"
+    audience = "the claiming child"
+    claim_id: uuid.UUID
+    reward_id: uuid.UUID
+    member_id: uuid.UUID
+    reward: RewardOut
+    status: ClaimStatus
+    karma_cost: int
+    decided_by: uuid.UUID
+    decided_at: datetime
+    refunded_karma: int
+    new_balance: int
+
+
+def _record(session: AsyncSession, payload: EventPayload, claim: RewardClaim) -> None:
+    stage(session, payload, streams=[user_room(claim.member_id)], family_id=claim.family_id)
+
+
+def record_created(
+    *, session: AsyncSession, claim: RewardClaim, new_balance: int, approval_task_id: uuid.UUID
+) -> None:
+    payload = ClaimCreated(
+        claim_id=claim.id,
+        reward_id=claim.reward_id,
+        member_id=claim.member_id,
+        reward=RewardOut.model_validate(claim.reward),
+        status=claim.status,
+        karma_cost=claim.karma_cost,
+        new_balance=new_balance,
+        approval_task_id=approval_task_id,
+        created_at=claim.created_at,
+    )
+    _record(session, payload, claim)
+
+
+def _decision(claim: RewardClaim) -> tuple[uuid.UUID, datetime]:
+    # Only a decided claim is announced as approved or rejected.
+    assert claim.decided_by is not None
+    assert claim.decided_at is not None
+    return claim.decided_by, claim.decided_at
+
+
+def record_approved(*, session: AsyncSession, claim: RewardClaim) -> None:
+    decided_by, decided_at = _decision(claim)
+    payload = ClaimApproved(
+        claim_id=claim.id,
+        reward_id=claim.reward_id,
+        member_id=claim.member_id,
+        reward=RewardOut.model_validate(claim.reward),
+        status=claim.status,
+        karma_cost=claim.karma_cost,
+        decided_by=decided_by,
+        decided_at=decided_at,
+    )
+    _record(session, payload, claim)
+
+
+def record_rejected(*, session: AsyncSession, claim: RewardClaim, new_balance: int) -> None:
+    decided_by, decided_at = _decision(claim)
+    payload = ClaimRejected(
+        claim_id=claim.id,
+        reward_id=claim.reward_id,
+        member_id=claim.member_id,
+        reward=RewardOut.model_validate(claim.reward),
+        status=claim.status,
+        karma_cost=claim.karma_cost,
+        decided_by=decided_by,
+        decided_at=decided_at,
+        refunded_karma=claim.karma_cost,
+        new_balance=new_balance,
+    )
+    _record(session, payload, claim)

@@ -1,0 +1,79 @@
+"""REST endpoints for rewards and claims."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.auth.dependencies import CurrentUser
+from app.db import DbSession
+from app.rewards import service as reward_service
+from app.rewards.models import ClaimStatus
+from app.rewards.schemas import ClaimOut, RewardIn, RewardOut
+
+router = APIRouter(tags=["rewards"])
+
+
+@router.get("/families/{family_id}/rewards", response_model=list[RewardOut])
+async def list_rewards(
+    family_id: uuid.UUID, actor: CurrentUser, session: DbSession
+) -> list[RewardOut]:
+    """List the family's rewards."""
+    rewards = await reward_service.list_rewards(session=session, actor=actor, family_id=family_id)
+    return [RewardOut.model_validate(r) for r in rewards]
+
+
+@router.post(
+    "/families/{family_id}/rewards", status_code=status.HTTP_201_CREATED, response_model=RewardOut
+)
+async def create_reward(
+    family_id: uuid.UUID, body: RewardIn, actor: CurrentUser, session: DbSession
+) -> RewardOut:
+    """Offer a reward for a karma cost (parents only)."""
+    reward = await reward_service.create_reward(
+        session=session, actor=actor, family_id=family_id, data=body
+    )
+    return RewardOut.model_validate(reward)
+
+
+@router.post(
+    "/rewards/{reward_id}/claim", status_code=status.HTTP_201_CREATED, response_model=ClaimOut
+)
+async def claim_reward(reward_id: uuid.UUID, actor: CurrentUser, session: DbSession) -> ClaimOut:
+    """Claim a reward (children only): reserves its karma and asks the parents to approve.
+
+    The child receives `claim.created`; the parents receive `task.created` for the approval
+    task. Not enough karma is a 409 `insufficient_karma`.
+    """
+    claim = await reward_service.claim_reward(session=session, actor=actor, reward_id=reward_id)
+    return ClaimOut.model_validate(claim)
+
+
+@router.get("/families/{family_id}/claims", response_model=list[ClaimOut])
+async def list_claims(
+    family_id: uuid.UUID,
+    actor: CurrentUser,
+    session: DbSession,
+    status_filter: Annotated[ClaimStatus | None, Query(alias="status")] = None,
+) -> list[ClaimOut]:
+    """List claims, newest first: all of the family's for a parent, their own for a child."""
+    claims = await reward_service.list_claims(
+        session=session, actor=actor, family_id=family_id, status=status_filter
+    )
+    return [ClaimOut.model_validate(c) for c in claims]
+
+
+@router.post("/claims/{claim_id}/approve", response_model=ClaimOut)
+async def approve_claim(claim_id: uuid.UUID, actor: CurrentUser, session: DbSession) -> ClaimOut:
+    """Approve a pending claim (parents only); sends `claim.approved` and `task.completed`."""
+    claim = await reward_service.approve_claim(session=session, actor=actor, claim_id=claim_id)
+    return ClaimOut.model_validate(claim)
+
+
+@router.post("/claims/{claim_id}/reject", response_model=ClaimOut)
+async def reject_claim(claim_id: uuid.UUID, actor: CurrentUser, session: DbSession) -> ClaimOut:
+    """Reject a pending claim and refund its karma (parents only); sends `claim.rejected`."""
+    claim = await reward_service.reject_claim(session=session, actor=actor, claim_id=claim_id)
+    return ClaimOut.model_validate(claim)

@@ -1,0 +1,284 @@
+"""Karma end to end: grants and task rewards reach exactly their receiver, through the outbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, signup
+
+
+async def connected(base_url: str, member: Member) -> SocketRecorder:
+    recorder = SocketRecorder(base_url, member.token)
+    await recorder.connect()
+    return recorder
+
+
+async def grant(
+    api: httpx.AsyncClient, parent: Member, member: Member, amount: int, reason: str
+) -> dict[str, Any]:
+    response = await api.post(
+        "/v1/karma/grant",
+        headers=parent.headers,
+        json={"userId": member.id, "amount": amount, "reason": reason},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def create_task(
+    api: httpx.AsyncClient, parent: Member, assignees: list[Member], **fields: object
+) -> dict[str, Any]:
+    response = await api.post(
+        f"/v1/families/{parent.family_id}/tasks",
+        headers=parent.headers,
+        json={"title": "Dishes", "assignedTo": [m.id for m in assignees], **fields},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# The domain events under test; connection signals (sync, presence) are someone else's.
+DOMAIN_PREFIXES = ("task.", "karma.", "claim.")
+
+
+def domain_events(events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return [(name, envelope) for name, envelope in events if name.startswith(DOMAIN_PREFIXES)]
+
+
+async def wait_for(recorder: SocketRecorder, count: int) -> None:
+    """Until ``recorder`` has received at least ``count`` domain events."""
+    await recorder.wait_until(lambda events: len(domain_events(events)) >= count)
+
+
+def data_of(recorder: SocketRecorder) -> list[tuple[str, Any]]:
+    return [(name, envelope["data"]) for name, envelope in domain_events(recorder.events)]
+
+
+async def test_grant_reaches_only_the_receiver(
+    api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess
+) -> None:
+    """Seed example 2: a parent's grant reaches the child, with the balance it leaves."""
+    ada = await signup(api, "Ada")
+    ben = await add_member(api, ada, "Ben", "parent")
+    kim = await add_member(api, ada, "Kim", "child")
+    lou = await add_member(api, ada, "Lou", "child")
+    zed = await signup(api, "Zed")
+    sockets = {m.id: await connected(web, m) for m in (ada, ben, kim, lou, zed)}
+
+    first = await grant(api, ada, kim, 5, "Tidied the room")
+    assert (first["userId"], first["amount"], first["balanceAfter"]) == (kim.id, 5, 5)
+    await grant(api, ben, kim, 3, "  Homework  ")
+
+    await wait_for(sockets[kim.id], 2)
+    assert data_of(sockets[kim.id]) == [
+        (
+            "karma.awarded",
+            {
+                "userId": kim.id,
+                "amount": 5,
+                "reason": "Tidied the room",
+                "source": "grant",
+                "newBalance": 5,
+                "grantedBy": ada.id,
+            },
+        ),
+        (
+            "karma.awarded",
+            {
+                "userId": kim.id,
+                "amount": 3,
+                "reason": "Homework",
+                "source": "grant",
+                "newBalance": 8,
+                "grantedBy": ben.id,
+            },
+        ),
+    ]
+    envelopes = [envelope for _, envelope in domain_events(sockets[kim.id].events)]
+    assert [(e["seq"], e["familyId"], e["version"]) for e in envelopes] == [
+        (1, ada.family_id, 1),
+        (2, ada.family_id, 1),
+    ]
+
+    # Later events for everybody else: once they have arrived, the grants would have too.
+    await grant(api, ada, lou, 1, "marker")
+    marker_task = await create_task(api, ada, [ada, ben], title="marker")
+    await grant(api, zed, zed, 1, "marker")
+    for member in (lou, ada, ben, zed):
+        await wait_for(sockets[member.id], 1)
+    assert data_of(sockets[lou.id]) == [
+        (
+            "karma.awarded",
+            {
+                "userId": lou.id,
+                "amount": 1,
+                "reason": "marker",
+                "source": "grant",
+                "newBalance": 1,
+                "grantedBy": ada.id,
+            },
+        )
+    ]
+    for parent in (ada, ben):
+        assert [(name, data["taskId"]) for name, data in data_of(sockets[parent.id])] == [
+            ("task.created", marker_task["id"])
+        ]
+    assert [(n, d["userId"], d["newBalance"]) for n, d in data_of(sockets[zed.id])] == [
+        ("karma.awarded", zed.id, 1)
+    ]
+    assert len(data_of(sockets[kim.id])) == 2
+
+    view = await api.get(f"/v1/users/{kim.id}/karma", headers=kim.headers)
+    assert view.status_code == 200
+    body = view.json()
+    assert (body["userId"], body["balance"]) == (kim.id, 8)
+    assert [
+        (e["amount"], e["balanceAfter"], e["source"], e["reason"], e["createdBy"])
+        for e in body["history"]
+    ] == [(3, 8, "grant", "Homework", ben.id), (5, 5, "grant", "Tidied the room", ada.id)]
+    assert body["history"][1] == {**first, "userId": kim.id}
+    for recorder in sockets.values():
+        await recorder.disconnect()
+
+
+async def test_completing_a_task_credits_each_assignee(
+    api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess, database_url: str
+) -> None:
+    ada = await signup(api, "Ada")
+    kim = await add_member(api, ada, "Kim", "child")
+    lou = await add_member(api, ada, "Lou", "child")
+    sockets = {m.id: await connected(web, m) for m in (ada, kim, lou)}
+    await grant(api, ada, kim, 2, "Head start")
+    task = await create_task(api, ada, [kim, lou], karmaReward=4)
+
+    done = await api.post(f"/v1/tasks/{task['id']}/complete", headers=kim.headers)
+    assert done.status_code == 200, done.text
+    again = await api.post(f"/v1/tasks/{task['id']}/complete", headers=ada.headers)
+    assert again.status_code == 409
+
+    await wait_for(sockets[kim.id], 4)
+    await wait_for(sockets[lou.id], 3)
+    completed = {"taskId": task["id"], "completedBy": kim.id, "task": done.json()}
+
+    def awarded(member: Member, new_balance: int) -> tuple[str, dict[str, Any]]:
+        return (
+            "karma.awarded",
+            {
+                "userId": member.id,
+                "amount": 4,
+                "reason": "Dishes",
+                "source": "task",
+                "newBalance": new_balance,
+                "grantedBy": ada.id,
+            },
+        )
+
+    kim_events = data_of(sockets[kim.id])
+    assert [name for name, _ in kim_events] == [
+        "karma.awarded",
+        "task.created",
+        "task.completed",
+        "karma.awarded",
+    ]
+    assert kim_events[2:] == [("task.completed", completed), awarded(kim, 6)]
+    lou_events = data_of(sockets[lou.id])
+    assert [name for name, _ in lou_events] == ["task.created", "task.completed", "karma.awarded"]
+    assert lou_events[1:] == [("task.completed", completed), awarded(lou, 4)]
+
+    # The parent learns of the completion, and of no karma: proven by a later marker.
+    marker = await create_task(api, ada, [ada], title="marker")
+    await wait_for(sockets[ada.id], 2)
+    assert [(name, data["taskId"]) for name, data in data_of(sockets[ada.id])] == [
+        ("task.completed", task["id"]),
+        ("task.created", marker["id"]),
+    ]
+    assert len(data_of(sockets[kim.id])) == 4
+    assert len(data_of(sockets[lou.id])) == 3
+
+    history = (await api.get(f"/v1/users/{lou.id}/karma", headers=kim.headers)).json()
+    assert history["balance"] == 4
+    [entry] = history["history"]
+    assert (entry["source"], entry["amount"], entry["referenceId"]) == ("task", 4, task["id"])
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT user_id::text, sum(amount) FROM karma_ledger GROUP BY user_id"
+            " EXCEPT SELECT user_id::text, balance FROM karma_balances"
+        ).fetchall()
+        assert rows == []  # every balance is the sum of its ledger
+    for recorder in sockets.values():
+        await recorder.disconnect()
+
+
+async def test_karma_permissions_and_validation(api: httpx.AsyncClient, database_url: str) -> None:
+    ada = await signup(api, "Ada")
+    kim = await add_member(api, ada, "Kim", "child")
+    lou = await add_member(api, ada, "Lou", "child")
+    zed = await signup(api, "Zed")
+    zed_child = await add_member(api, zed, "Zoe", "child")
+
+    def grant_body(member: Member, **fields: object) -> dict[str, object]:
+        return {"userId": member.id, "amount": 5, "reason": "Because", **fields}
+
+    refused = [
+        # A child may not grant, not even to a sibling.
+        (await api.post("/v1/karma/grant", headers=kim.headers, json=grant_body(lou)), 403),
+        # Another family's member is not found.
+        (await api.post("/v1/karma/grant", headers=ada.headers, json=grant_body(zed_child)), 404),
+        (await api.get(f"/v1/users/{zed_child.id}/karma", headers=ada.headers), 404),
+        (await api.get(f"/v1/users/{kim.id}/karma", headers=zed.headers), 404),
+        (await api.get(f"/v1/users/{ada.family_id}/karma", headers=ada.headers), 404),
+        (await api.post("/v1/karma/grant", json=grant_body(kim)), 401),
+    ]
+    assert [r.status_code for r, _ in refused] == [status for _, status in refused]
+    codes = [r.json()["error"]["code"] for r, _ in refused]
+    assert codes == [
+        "forbidden",
+        "not_found",
+        "not_found",
+        "not_found",
+        "not_found",
+        "unauthorized",
+    ]
+
+    for body in (
+        grant_body(kim, amount=0),
+        grant_body(kim, amount=10_001),
+        grant_body(kim, amount=-3),
+        grant_body(kim, amount="lots"),
+        grant_body(kim, reason=""),
+        grant_body(kim, reason="   "),
+        grant_body(kim, reason="x" * 201),
+        grant_body(kim, userId="not-a-uuid"),
+        grant_body(kim, bonus=True),
+        {"amount": 5, "reason": "no user"},
+    ):
+        response = await api.post("/v1/karma/grant", headers=ada.headers, json=body)
+        assert response.status_code == 422, body
+        assert response.json()["error"]["code"] == "validation_error"
+    for query in ("limit=0", "limit=201", "before=0", "limit=x"):
+        response = await api.get(f"/v1/users/{kim.id}/karma?{query}", headers=ada.headers)
+        assert response.status_code == 422, query
+
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM karma_ledger").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM outbox_events").fetchone() == (0,)
+
+    # The bounds themselves are accepted; children read their own and their siblings' karma.
+    await grant(api, ada, kim, 10_000, "x" * 200)
+    await grant(api, ada, kim, 1, "one more")
+    for reader in (kim, lou, ada):
+        view = await api.get(f"/v1/users/{kim.id}/karma", headers=reader.headers)
+        assert view.status_code == 200
+        assert view.json()["balance"] == 10_001
+    newest = (await api.get(f"/v1/users/{kim.id}/karma?limit=1", headers=kim.headers)).json()
+    [entry] = newest["history"]
+    assert entry["amount"] == 1
+    older = await api.get(f"/v1/users/{kim.id}/karma?before={entry['id']}", headers=kim.headers)
+    assert [e["amount"] for e in older.json()["history"]] == [10_000]
+    empty = (await api.get(f"/v1/users/{lou.id}/karma", headers=kim.headers)).json()
+    assert empty == {"userId": lou.id, "balance": 0, "history": []}
