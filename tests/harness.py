@@ -200,6 +200,13 @@ class SocketRecorder:
                 await self._changed.wait()
 
 
+async def connected(base_url: str, member: Member) -> SocketRecorder:
+    """A Socket.IO client for ``member``, connected."""
+    recorder = SocketRecorder(base_url, member.token)
+    await recorder.connect()
+    return recorder
+
+
 @dataclass
 class Member:
     id: str

@@ -17,50 +17,46 @@ from app.rewards.models import ClaimStatus, RewardClaim
 from app.rewards.schemas import RewardOut
 
 
-class ClaimCreated(EventPayload):
-    """A child claimed a reward; its karma is reserved until a parent decides."""
+class ClaimFacts(EventPayload):
+    """What every claim event says about the claim (not an event type itself)."""
 
-    event_type = "claim.created"
-    audience = "the claiming child (the parents get the approval task's task.created)"
     claim_id: uuid.UUID
     reward_id: uuid.UUID
     member_id: uuid.UUID
     reward: RewardOut
     status: ClaimStatus
     karma_cost: int
+
+
+class ClaimCreated(ClaimFacts):
+    """A child claimed a reward; its karma is reserved until a parent decides."""
+
+    event_type = "claim.created"
+    audience = "the claiming child (the parents get the approval task's task.created)"
     new_balance: int
     approval_task_id: uuid.UUID
     created_at: datetime
 
 
-class ClaimApproved(EventPayload):
+class ClaimDecision(ClaimFacts):
+    """A parent's decision on a claim (not an event type itself)."""
+
+    decided_by: uuid.UUID
+    decided_at: datetime
+
+
+class ClaimApproved(ClaimDecision):
     """A parent approved a claim: the reserved karma is spent."""
 
     event_type = "claim.approved"
     audience = "the claiming child"
-    claim_id: uuid.UUID
-    reward_id: uuid.UUID
-    member_id: uuid.UUID
-    reward: RewardOut
-    status: ClaimStatus
-    karma_cost: int
-    decided_by: uuid.UUID
-    decided_at: datetime
 
 
-class ClaimRejected(EventPayload):
+class ClaimRejected(ClaimDecision):
     """A parent rejected a claim: the reserved karma went back to the child."""
 
     event_type = "claim.rejected"
     audience = "the claiming child"
-    claim_id: uuid.UUID
-    reward_id: uuid.UUID
-    member_id: uuid.UUID
-    reward: RewardOut
-    status: ClaimStatus
-    karma_cost: int
-    decided_by: uuid.UUID
-    decided_at: datetime
     refunded_karma: int
     new_balance: int
 

@@ -7,13 +7,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, signup
-
-
-async def connected(base_url: str, member: Member) -> SocketRecorder:
-    recorder = SocketRecorder(base_url, member.token)
-    await recorder.connect()
-    return recorder
+from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, connected, signup
 
 
 async def grant(

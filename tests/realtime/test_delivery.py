@@ -16,15 +16,10 @@ from tests.harness import (
     Member,
     SocketRecorder,
     add_member,
+    connected,
     signup,
     web_process,
 )
-
-
-async def connected(base_url: str, member: Member) -> SocketRecorder:
-    recorder = SocketRecorder(base_url, member.token)
-    await recorder.connect()
-    return recorder
 
 
 async def create_task(

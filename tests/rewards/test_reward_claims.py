@@ -8,16 +8,10 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, signup
+from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, connected, signup
 
 # The domain events under test; connection signals (sync, presence) are someone else's.
 DOMAIN_PREFIXES = ("task.", "karma.", "claim.")
-
-
-async def connected(base_url: str, member: Member) -> SocketRecorder:
-    recorder = SocketRecorder(base_url, member.token)
-    await recorder.connect()
-    return recorder
 
 
 def domain_events(events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
