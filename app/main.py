@@ -23,6 +23,7 @@ from app.karma.router import router as karma_router
 from app.outbox.asyncapi import router as catalogue_router
 from app.outbox.router import router as events_router
 from app.outbox.staging import notify_channel_info
+from app.push.router import router as push_router
 from app.realtime.server import create_socket_server
 from app.recurring.router import router as recurring_router
 from app.rewards.router import router as rewards_router
@@ -60,6 +61,7 @@ def create_api(
         karma_router,
         rewards_router,
         chat_router,
+        push_router,
     ):
         v1.include_router(router)
     api.include_router(v1)

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.push import vapid
+
 PLACEHOLDER_SECRET = "change-me-in-production"
+# A VAPID subject is how a push service reaches the sender's operator (RFC 8292 §2.1).
+PLACEHOLDER_VAPID_SUBJECT = "mailto:webpush@example.com"
+# As strict as py_vapid, which refuses to sign anything else (an https subject has no path).
+VAPID_SUBJECT = re.compile(r"^(mailto:[^@\s]+@[\w%-]+(\.[\w%-]+)+|https://[\w-]+(\.[\w-]+)+)$")
+# The push services of Chrome/Android (FCM), Firefox, Edge/Windows (WNS) and Safari (APNs).
+REAL_PUSH_SERVICES = (
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.notify.windows.com",
+    "web.push.apple.com",
+)
+PUSH_HOST_PATTERN = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
 
 class Settings(BaseSettings):
     """Configuration shared by the web process, the dispatcher and the CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="APP_", env_file=".env", extra="ignore")
+    # Errors must not echo the input: it holds the JWT secret and the VAPID private key.
+    model_config = SettingsConfigDict(
+        env_prefix="APP_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     # The conventional unprefixed DATABASE_URL wins so platforms that inject it just work.
@@ -44,6 +62,18 @@ class Settings(BaseSettings):
     # as online once the heartbeat is older than the stale window (a crashed process).
     presence_heartbeat_seconds: float = Field(default=5.0, gt=0)
     presence_stale_seconds: float = Field(default=30.0, gt=0)
+    # Web Push (DESIGN §8). The VAPID key pair, base64url (generate one with `outbox
+    # vapid-keys`): web processes need the public key (given, or derived from the private one),
+    # the dispatcher the private key. Outside development, no key means Web Push is off; in
+    # development a committed pair is used, which is refused anywhere else.
+    vapid_private_key: SecretStr | None = None
+    vapid_public_key: str | None = None
+    vapid_subject: str = PLACEHOLDER_VAPID_SUBJECT
+    # Hosts a subscription's endpoint may point at (`*.` matches any subdomain); only https.
+    # Tests add their loopback push service.
+    push_endpoint_allowlist: list[str] = Field(default_factory=lambda: list(REAL_PUSH_SERVICES))
+    # Devices per user: each subscription multiplies the pushes every event makes.
+    push_max_subscriptions_per_user: int = Field(default=20, ge=1, le=1000)
 
     @model_validator(mode="after")
     def refuse_placeholder_secret(self) -> Self:
@@ -59,6 +89,52 @@ class Settings(BaseSettings):
         if self.presence_stale_seconds < 2 * self.presence_heartbeat_seconds:
             raise ValueError("APP_PRESENCE_STALE_SECONDS must be at least twice the heartbeat")
         return self
+
+    @field_validator("push_endpoint_allowlist")
+    @classmethod
+    def push_hosts_are_hosts(cls, hosts: list[str]) -> list[str]:
+        normalised = [host.strip().lower() for host in hosts]
+        if bad := [host for host in normalised if not PUSH_HOST_PATTERN.match(host)]:
+            raise ValueError(f"not host names (or *.suffix patterns): {', '.join(bad)}")
+        return normalised
+
+    @model_validator(mode="after")
+    def check_web_push(self) -> Self:
+        development = self.environment == "development"
+        if development and self.vapid_private_key is None and self.vapid_public_key is None:
+            self.vapid_private_key = SecretStr(vapid.DEVELOPMENT_PRIVATE_KEY)
+        if self.vapid_private_key is not None:
+            private = self.vapid_private_key.get_secret_value()
+            try:
+                derived = vapid.public_key_of(private)
+            except ValueError as exc:
+                raise ValueError(f"APP_VAPID_PRIVATE_KEY: {exc}") from exc
+            if self.vapid_public_key is None:
+                self.vapid_public_key = derived
+            elif not _same_key(self.vapid_public_key, derived):
+                raise ValueError("APP_VAPID_PUBLIC_KEY does not belong to APP_VAPID_PRIVATE_KEY")
+        if self.vapid_public_key is None:
+            return self
+        try:
+            vapid.load_public_key(self.vapid_public_key)
+        except ValueError as exc:
+            raise ValueError(f"APP_VAPID_PUBLIC_KEY: {exc}") from exc
+        if not development and _same_key(self.vapid_public_key, vapid.DEVELOPMENT_PUBLIC_KEY):
+            raise ValueError("the development VAPID key pair must not be used outside development")
+        if not VAPID_SUBJECT.match(self.vapid_subject):
+            raise ValueError("APP_VAPID_SUBJECT must be a mailto: address or an https: URL")
+        if not development and self.vapid_subject == PLACEHOLDER_VAPID_SUBJECT:
+            raise ValueError("APP_VAPID_SUBJECT must be set to a real contact outside development")
+        return self
+
+    @property
+    def web_push_enabled(self) -> bool:
+        """Whether browsers may subscribe (a VAPID public key is configured)."""
+        return self.vapid_public_key is not None
+
+
+def _same_key(a: str, b: str) -> bool:
+    return vapid.b64url_decode(a) == vapid.b64url_decode(b)
 
 
 @lru_cache

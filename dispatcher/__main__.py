@@ -17,6 +17,7 @@ from app.realtime.server import create_client_manager
 from app.settings import Settings, get_settings
 from dispatcher.jobs import create_scheduler
 from dispatcher.listener import wake_on_notify
+from dispatcher.push_sender import PushSender
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import Worker
 
@@ -45,10 +46,23 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
         open=False,
     )
     async with pool:
-        worker = Worker(pool=pool, manager=manager, settings=settings, wake=wake)
+        # Web Push (DESIGN §8): the worker queues pushes, a sender loop of their own sends them.
+        pusher = PushSender.from_settings(app_settings, settings)
+        push_channel = settings.push_channel if app_settings.web_push_enabled else None
+        worker = Worker(
+            pool=pool, manager=manager, settings=settings, wake=wake, push_channel=push_channel
+        )
+        if pusher is None:
+            logger.info("web push sender off: no VAPID private key configured")
+
+        def stop() -> None:
+            worker.stop()
+            if pusher is not None:
+                pusher.stop()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, worker.stop)
+            loop.add_signal_handler(signum, stop)
         scheduler = create_scheduler(pool, settings, app_settings)
         scheduler.start()
         listener = asyncio.create_task(
@@ -59,9 +73,16 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
                 keepalive_seconds=settings.listener_keepalive_seconds,
             )
         )
+        pushing = asyncio.create_task(pusher.run()) if pusher is not None else None
+        if pushing is not None:
+            # A push sender that dies takes the process down (its error is raised below).
+            pushing.add_done_callback(lambda _: worker.stop())
         try:
             await worker.run()
         finally:
+            if pusher is not None and pushing is not None:
+                pusher.stop()
+                await pushing
             scheduler.shutdown(wait=False)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,5 @@
-"""``outbox``: the operator's console over the outbox: stats, list, show, replay, purge."""
+"""``outbox``: the operator's console over the outbox (stats, list, show, replay, purge), the
+Web Push queue (stats, ``list --push``) and VAPID keys (``vapid-keys``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from app.push import vapid
 from app.settings import Settings, get_settings
 from dispatcher import operations
 from dispatcher.operations import EventFilter
@@ -198,6 +200,29 @@ def events_table(rows: list[dict[str, Any]]) -> Table:
     return result
 
 
+def push_table(rows: list[dict[str, Any]]) -> Table:
+    result = table(
+        "id", "event", "type", "status", "attempts", "created", "next attempt", "recipient",
+        "push service", "last error",
+    )  # fmt: skip
+    for row in rows:
+        result.add_row(
+            *row_of(
+                row["id"],
+                row["event_id"],
+                row["type"],
+                row["status"],
+                row["attempts"],
+                when(row["created_at"], short=True),
+                when(row["next_attempt_at"], short=True) if row["status"] == "pending" else "-",
+                f"user:{row['user_id']}",
+                row["push_service"],
+                truncate(row["last_error"]) or "-",
+            )
+        )
+    return result
+
+
 def selection_of(
     status: StatusChoice | None,
     type_: str | None,
@@ -216,8 +241,15 @@ def selection_of(
 
 @app.command()
 def stats(json_output: JsonOpt = False, database_url: DatabaseUrlOpt = None) -> None:
-    """Backlog, oldest pending age, dead and delivered counts, and counts per type and status."""
-    result = run(database_url, operations.stats)
+    """Backlog, oldest pending age, dead and delivered counts, and counts per type and status.
+
+    The same for the Web Push queue follows (under ``push`` in JSON).
+    """
+
+    async def work(conn: AsyncConnection[Any]) -> dict[str, Any]:
+        return {**await operations.stats(conn), "push": await operations.push_stats(conn)}
+
+    result = run(database_url, work)
     if json_output:
         print_json(result)
         return
@@ -234,6 +266,21 @@ def stats(json_output: JsonOpt = False, database_url: DatabaseUrlOpt = None) -> 
     for type_name, by_status in counts.items():
         per_type.add_row(*row_of(type_name, *(by_status.get(s, 0) for s in StatusChoice)))
     console.print(per_type)
+    push = result["push"]
+    oldest = push["oldest_pending_seconds"] if push["pending"] else None
+    console.print(f"web push: {push['subscriptions']} subscriptions")
+    console.print(f"  pending (backlog): {push['pending']}")
+    console.print(f"  oldest pending:    {age(oldest) if oldest is not None else '-'}")
+    console.print(f"  dead:              {push['dead']}")
+    console.print(f"  sent:              {push['sent']}")
+    push_counts: dict[str, dict[str, int]] = {}
+    for entry in push["per_type"]:
+        push_counts.setdefault(entry["type"], {})[entry["status"]] = entry["count"]
+    push_statuses = ("pending", "sent", "dead")
+    push_per_type = table("type", *push_statuses, title="web push per type")
+    for type_name, by_status in push_counts.items():
+        push_per_type.add_row(*row_of(type_name, *(by_status.get(s, 0) for s in push_statuses)))
+    console.print(push_per_type)
 
 
 @app.command("list")
@@ -244,10 +291,42 @@ def list_command(
     newer_than: NewerThanOpt = None,
     recipient: RecipientOpt = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many rows, newest first.")] = 50,
+    push: Annotated[
+        bool,
+        typer.Option(
+            "--push",
+            help="List Web Push deliveries instead (--status delivered means sent;"
+            " --recipient takes user:<id>).",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
     database_url: DatabaseUrlOpt = None,
 ) -> None:
     """Rows matching the filters, newest first."""
+    if push:
+        push_statuses: dict[StatusChoice, operations.PushStatus] = {
+            StatusChoice.pending: "pending",
+            StatusChoice.delivered: "sent",
+            StatusChoice.dead: "dead",
+        }
+        push_selection = operations.PushFilter(
+            status=push_statuses[status] if status is not None else None,
+            type=type_,
+            older_than=older_than,
+            newer_than=newer_than,
+            recipient=recipient,
+        )
+        push_rows = run(
+            database_url,
+            lambda conn: operations.list_push_deliveries(conn, push_selection, limit=limit),
+        )
+        if json_output:
+            print_json(push_rows)
+        elif push_rows:
+            Console().print(push_table(push_rows))
+        else:
+            typer.echo("No matching push deliveries.")
+        return
     selection = selection_of(status, type_, older_than, newer_than, recipient)
     rows = run(database_url, lambda conn: operations.list_events(conn, selection, limit=limit))
     if json_output:
@@ -411,6 +490,21 @@ def purge(
         typer.echo(
             f"Deleted {deleted} delivered events older than {age(older_than.total_seconds())}."
         )
+
+
+@app.command("vapid-keys")
+def vapid_keys(json_output: JsonOpt = False) -> None:
+    """Generate a VAPID key pair for Web Push, as environment lines (keep the private key secret).
+
+    The dispatcher needs APP_VAPID_PRIVATE_KEY; web processes need APP_VAPID_PUBLIC_KEY (or the
+    private key, which implies it). Changing the pair invalidates every browser's subscription.
+    """
+    private_key, public_key = vapid.generate_key_pair()
+    if json_output:
+        print_json({"privateKey": private_key, "publicKey": public_key})
+        return
+    typer.echo(f"APP_VAPID_PRIVATE_KEY={private_key}")
+    typer.echo(f"APP_VAPID_PUBLIC_KEY={public_key}")
 
 
 if __name__ == "__main__":

@@ -204,3 +204,85 @@ async def backlog_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
         row = await cur.fetchone()
     assert row is not None
     return row
+
+
+# Web Push deliveries (dispatcher.push_sender): the same views over the push queue.
+
+PushStatus = Literal["pending", "sent", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class PushFilter:
+    """Which push deliveries an operator means; ``recipient`` is a ``user:<id>`` stream."""
+
+    status: PushStatus | None = None
+    type: str | None = None
+    older_than: timedelta | None = None
+    newer_than: timedelta | None = None
+    recipient: str | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        clauses = ["TRUE"]
+        params: dict[str, Any] = {}
+        if self.status is not None:
+            clauses.append("d.status = %(status)s")
+            params["status"] = self.status
+        if self.type is not None:
+            clauses.append("d.event_type = %(type)s")
+            params["type"] = self.type
+        if self.older_than is not None:
+            clauses.append("d.created_at < now() - %(older_than)s")
+            params["older_than"] = self.older_than
+        if self.newer_than is not None:
+            clauses.append("d.created_at >= now() - %(newer_than)s")
+            params["newer_than"] = self.newer_than
+        if self.recipient is not None:
+            clauses.append("'user:' || s.user_id::text = %(recipient)s")
+            params["recipient"] = self.recipient
+        return " AND ".join(clauses), params
+
+
+async def push_stats(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """The push queue's backlog, oldest pending age, dead and sent counts, per type and status."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """
+            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                   count(*) FILTER (WHERE status = 'dead') AS dead,
+                   count(*) FILTER (WHERE status = 'sent') AS sent,
+                   coalesce(extract(epoch FROM now() - min(created_at)
+                       FILTER (WHERE status = 'pending')), 0)::float8 AS oldest_pending_seconds,
+                   (SELECT count(*) FROM push_subscriptions) AS subscriptions
+            FROM push_deliveries
+            """
+        )
+        totals = await cur.fetchone()
+        await cur.execute(
+            """
+            SELECT event_type AS type, status, count(*) AS count FROM push_deliveries
+            GROUP BY event_type, status ORDER BY event_type, status
+            """
+        )
+        per_type = await cur.fetchall()
+    assert totals is not None
+    return {**totals, "per_type": per_type}
+
+
+async def list_push_deliveries(
+    conn: AsyncConnection[Any], selection: PushFilter, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The newest push deliveries matching ``selection``, with their push service's host."""
+    where, params = selection.where()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        # The endpoint is a capability URL: show only its push service.
+        await cur.execute(
+            f"""
+            SELECT d.id, d.event_id, d.event_type AS type, d.status, d.attempts, d.created_at,
+                   d.next_attempt_at, d.sent_at, d.last_error, d.urgency, d.ttl_seconds,
+                   d.topic, s.user_id, split_part(s.endpoint, '/', 3) AS push_service
+            FROM push_deliveries d JOIN push_subscriptions s ON s.id = d.subscription_id
+            WHERE {where} ORDER BY d.id DESC LIMIT %(limit)s
+            """,
+            {**params, "limit": limit},
+        )
+        return await cur.fetchall()

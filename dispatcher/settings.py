@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Self
 from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,3 +42,26 @@ class DispatcherSettings(BaseSettings):
     log_level: str = "INFO"
     # JSON lines keep the structured fields (event_id, type, attempt, latency_ms) of each record.
     log_format: str = Field(default="json", pattern="^(text|json)$")
+    # The push sender (its own queue, loop, connection pool and HTTP session): at most this many
+    # requests in flight, each cut off after the timeout.
+    push_concurrency: int = Field(default=32, ge=1, le=1000)
+    push_timeout_seconds: float = Field(default=10.0, gt=0)
+    push_max_attempts: int = Field(default=8, ge=1)
+    push_retry_base_seconds: float = Field(default=5.0, gt=0)
+    # Also the most a push service's Retry-After is waited.
+    push_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # A claimed push is sent again after this if its sender died; it must outlast a request
+    # and its one shrunken retry (413).
+    push_lease_seconds: float = Field(default=60.0, gt=0)
+    push_channel: str = "push_deliveries"
+    # PEM certificates trusted for push services on top of the system's: only for a test push
+    # service on loopback with a self-signed certificate.
+    push_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def push_lease_outlives_requests(self) -> Self:
+        if self.push_lease_seconds <= 2 * self.push_timeout_seconds:
+            raise ValueError(
+                "DISPATCHER_PUSH_LEASE_SECONDS must exceed twice DISPATCHER_PUSH_TIMEOUT_SECONDS"
+            )
+        return self

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import payload_model
 from app.realtime.pg_manager import PostgresManager
-from dispatcher import metrics, queries
+from dispatcher import metrics, push_sender, queries
 from dispatcher.settings import DispatcherSettings
 
 logger = logging.getLogger(__name__)
@@ -69,11 +69,14 @@ class Worker:
         manager: socketio.AsyncManager,
         settings: DispatcherSettings,
         wake: asyncio.Event,
+        push_channel: str | None = None,
     ) -> None:
         self.pool = pool
         self.manager = manager
         self.settings = settings
         self.wake = wake
+        # Set when Web Push is on: finished events queue their pushes, waking this channel.
+        self.push_channel = push_channel
         self.owner = process_owner()
         self.stopping = asyncio.Event()
 
@@ -189,6 +192,12 @@ class Worker:
                     event = by_id[event_id]
                     for stream, seq in event.recipients:
                         await self.manager.emit(event.type, event.envelope(seq), room=stream)
+            if self.push_channel is not None and finished:
+                # Web Push is queued with the handoff, all or nothing; the push sender sends
+                # it apart, so a slow push service never holds up this loop.
+                await push_sender.enqueue_pushes(
+                    conn, [by_id[event_id] for event_id in finished], channel=self.push_channel
+                )
         now = datetime.now(UTC)
         for event_id in finished:
             event = by_id[event_id]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.karma.models import KarmaEntry, KarmaSource
 from app.outbox.staging import EventPayload, stage
+from app.push.notifications import Notification, push_notification
 from app.realtime.rooms import user_room
 
 AwardSource = Literal["grant", "task"]
@@ -32,6 +34,17 @@ class KarmaAwarded(EventPayload):
     source: AwardSource
     new_balance: int
     granted_by: uuid.UUID
+
+
+# Topic per member: a newer award (with the newer balance) replaces one not yet delivered.
+@push_notification(KarmaAwarded, ttl=timedelta(days=1))
+def _awarded_notification(event: KarmaAwarded) -> Notification:
+    return Notification(
+        title=f"+{event.amount} karma",
+        body=f"{event.reason} (balance {event.new_balance})",
+        about=f"karma:{event.user_id}",
+        skip_users=frozenset({event.granted_by}),
+    )
 
 
 def record_awarded(*, session: AsyncSession, entry: KarmaEntry, granted_by: uuid.UUID) -> None:

@@ -7,11 +7,12 @@ approval task (``task.created``, then ``task.completed`` when it is decided).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.outbox.staging import EventPayload, stage
+from app.push.notifications import Notification, push_notification
 from app.realtime.rooms import user_room
 from app.rewards.models import ClaimStatus, RewardClaim
 from app.rewards.schemas import RewardOut
@@ -59,6 +60,28 @@ class ClaimRejected(ClaimDecision):
     audience = "the claiming child"
     refunded_karma: int
     new_balance: int
+
+
+# Pushes (app.push): a decision reaches the child; ``claim.created`` does not push, the child
+# made the claim in the app.
+@push_notification(ClaimApproved, ttl=timedelta(days=7))
+def _approved_notification(event: ClaimApproved) -> Notification:
+    return Notification(
+        title="Reward approved",
+        body=event.reward.name,
+        about=f"claim:{event.claim_id}",
+        skip_users=frozenset({event.decided_by}),
+    )
+
+
+@push_notification(ClaimRejected, ttl=timedelta(days=7))
+def _rejected_notification(event: ClaimRejected) -> Notification:
+    return Notification(
+        title="Reward not approved",
+        body=f"{event.reward.name}: {event.refunded_karma} karma returned",
+        about=f"claim:{event.claim_id}",
+        skip_users=frozenset({event.decided_by}),
+    )
 
 
 def _record(session: AsyncSession, payload: EventPayload, claim: RewardClaim) -> None:

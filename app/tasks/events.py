@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.outbox.staging import EventPayload, stage
+from app.push.notifications import Notification, push_notification
 from app.realtime.rooms import user_room
 from app.tasks.models import Task
 from app.tasks.schemas import TaskOut
@@ -52,6 +54,38 @@ class TaskDeleted(EventPayload):
     task_id: uuid.UUID
     family_id: uuid.UUID
     affected_users: list[uuid.UUID]
+
+
+# Pushes (app.push): the creator and the completer acted themselves; a removed assignee and a
+# deleted task get the socket event only.
+@push_notification(TaskCreated, ttl=timedelta(days=1))
+def _created_notification(event: TaskCreated) -> Notification:
+    return Notification(
+        title="New task",
+        body=event.task.title,
+        about=f"task:{event.task_id}",
+        skip_users=frozenset({event.task.created_by}),
+    )
+
+
+@push_notification(TaskAssigned, ttl=timedelta(days=1))
+def _assigned_notification(event: TaskAssigned) -> Notification:
+    return Notification(
+        title="A task for you",
+        body=event.task.title,
+        about=f"task:{event.task_id}",
+        only_users=frozenset(event.assigned_to),
+    )
+
+
+@push_notification(TaskCompleted, ttl=timedelta(days=1))
+def _completed_notification(event: TaskCompleted) -> Notification:
+    return Notification(
+        title="Task done",
+        body=event.task.title,
+        about=f"task:{event.task_id}",
+        skip_users=frozenset({event.completed_by}),
+    )
 
 
 def _record(

@@ -63,6 +63,7 @@ function logIn(tokenResponse) {
 }
 
 function logOut(notice) {
+  forgetPushSubscription(state.token);
   state.socket?.disconnect();
   state.socket = null;
   state.token = null;
@@ -97,6 +98,7 @@ async function start() {
   renderAssigneeChoices();
   await refreshTasks();
   connectSocket();
+  setUpPush();
 }
 
 // ---- realtime ------------------------------------------------------------------------------
@@ -109,7 +111,10 @@ function connectSocket() {
     : { token: state.token, lastSeq: state.lastSeq });
   const socket = io({ auth, transports: ["websocket"] });
   state.socket = socket;
-  socket.on("connect", () => setStatus("connected", "connected"));
+  socket.on("connect", () => {
+    setStatus("connected", "connected");
+    reportVisibility();
+  });
   socket.on("sync", ({ recovered, lastSeq }) => {
     if (lastSeq !== null) state.lastSeq = Math.max(state.lastSeq ?? 0, lastSeq);
     if (!recovered) refreshTasks();  // too much missed (or a first connect): refetch the state
@@ -127,6 +132,72 @@ function connectSocket() {
   socket.onAny((eventName, envelope) => {
     if (eventName.startsWith("task.")) handleTaskEvent(envelope);
   });
+}
+
+// ---- web push --------------------------------------------------------------------------------
+// A hidden app gets Web Push instead of nothing: the server pushes only to users with no
+// visible app, so the socket says whether this one is in front of its user.
+
+function reportVisibility() {
+  state.socket?.emit("app.visibility", { visible: document.visibilityState === "visible" });
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (state.socket?.connected) reportVisibility();
+});
+
+function base64UrlToBytes(text) {
+  const base64 = (text + "=".repeat((4 - (text.length % 4)) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+async function setUpPush() {
+  if (!("serviceWorker" in navigator && "PushManager" in window && "Notification" in window)) return;
+  try {
+    const { publicKey } = await api("GET", "/push/vapid-public-key");  // 404: push is off
+    const registration = await navigator.serviceWorker.register("/sw.js");
+    const existing = await registration.pushManager.getSubscription();
+    // Re-sent on every start: idempotent, and it moves the device to whoever is logged in.
+    if (existing) await api("POST", "/push/subscriptions", existing.toJSON());
+    else if (Notification.permission !== "denied") showPushButton(registration, publicKey);
+  } catch (error) {
+    console.warn("web push unavailable", error);  // the app works without it
+  }
+}
+
+function showPushButton(registration, publicKey) {
+  if ($("enable-push")) return;
+  const button = document.createElement("button");
+  button.id = "enable-push";
+  button.type = "button";
+  button.textContent = "Enable notifications";
+  button.addEventListener("click", async () => {
+    try {
+      if (await Notification.requestPermission() !== "granted") return;
+      const subscription = await registration.pushManager.subscribe({
+        userVisibleOnly: true, applicationServerKey: base64UrlToBytes(publicKey),
+      });
+      await api("POST", "/push/subscriptions", subscription.toJSON());
+      button.remove();
+      toast("Notifications are on for this device.");
+    } catch (error) {
+      toast(`Could not enable notifications: ${error.message}`, "error");
+    }
+  });
+  $("logout").before(button);
+}
+
+function forgetPushSubscription(token) {
+  // The device stops receiving this user's notifications once they log out.
+  if (!token || !("serviceWorker" in navigator)) return;
+  navigator.serviceWorker.getRegistration()
+    .then((registration) => registration?.pushManager.getSubscription())
+    .then((subscription) => subscription && fetch(
+      `/v1/push/subscriptions?endpoint=${encodeURIComponent(subscription.endpoint)}`,
+      { method: "DELETE", headers: { Authorization: `Bearer ${token}` } },
+    ))
+    .catch(() => {});
+  $("enable-push")?.remove();
 }
 
 function handleTaskEvent(envelope) {

@@ -1,0 +1,144 @@
+"""Web Push use cases: subscribe a device, unsubscribe it, list a user's devices.
+
+Sending is the dispatcher's job (``dispatcher.push_sender``); nothing here talks to a push service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import Boolean, delete, func, literal_column, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import AppError, Conflict, NotFound
+from app.families.models import User
+from app.push.models import PushSubscription
+from app.push.schemas import SubscriptionIn
+from app.settings import Settings
+
+MAX_USER_AGENT_CHARS = 512
+
+
+class EndpointNotAllowed(AppError):
+    status_code = 422
+    code = "endpoint_not_allowed"
+
+
+class PushNotConfigured(NotFound):
+    code = "push_not_configured"
+
+
+class TooManySubscriptions(Conflict):
+    code = "too_many_subscriptions"
+
+
+def host_allowed(host: str, allowlist: Sequence[str]) -> bool:
+    """Whether ``host`` is on the allowlist (an entry ``*.example.com`` matches subdomains)."""
+    host = host.lower().rstrip(".")
+    for pattern in allowlist:
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def check_endpoint(endpoint: str, allowlist: Sequence[str]) -> None:
+    """Refuse anything but an https URL of an allowed push service (the server will POST there)."""
+    try:
+        url = urlsplit(endpoint)
+        url.port  # noqa: B018  (raises ValueError for a malformed port)
+    except ValueError as exc:
+        raise EndpointNotAllowed("the endpoint is not a valid URL") from exc
+    if url.scheme != "https":
+        raise EndpointNotAllowed(
+            "push endpoints must use https", details={"scheme": url.scheme or None}
+        )
+    if not url.hostname or url.username is not None or url.password is not None:
+        raise EndpointNotAllowed("the endpoint must name a host and carry no credentials")
+    if not host_allowed(url.hostname, allowlist):
+        raise EndpointNotAllowed(
+            "the endpoint is not on a known push service", details={"host": url.hostname}
+        )
+
+
+def _expiry(expiration_time: float | None) -> datetime | None:
+    if expiration_time is None:
+        return None
+    return datetime.fromtimestamp(expiration_time / 1000, UTC)
+
+
+async def subscribe(
+    *,
+    session: AsyncSession,
+    actor: User,
+    data: SubscriptionIn,
+    user_agent: str | None,
+    settings: Settings,
+) -> tuple[PushSubscription, bool]:
+    """Store (or refresh) the actor's subscription; return it and whether it is new.
+
+    The endpoint identifies the browser, so subscribing it again updates the row, and a browser
+    that changed hands (another user logged in) now notifies its new user.
+    """
+    if not settings.web_push_enabled:
+        raise PushNotConfigured("Web Push is not configured on this server")
+    check_endpoint(data.endpoint, settings.push_endpoint_allowlist)
+    # The user's row lock serialises their subscribes, so the cap holds under concurrency.
+    await session.execute(select(User.id).where(User.id == actor.id).with_for_update())
+    others = await session.scalar(
+        select(func.count())
+        .select_from(PushSubscription)
+        .where(PushSubscription.user_id == actor.id, PushSubscription.endpoint != data.endpoint)
+    )
+    if (others or 0) >= settings.push_max_subscriptions_per_user:
+        raise TooManySubscriptions(
+            "too many devices subscribed; unsubscribe one first",
+            details={"limit": settings.push_max_subscriptions_per_user},
+        )
+    values = {
+        "user_id": actor.id,
+        "p256dh": data.keys.p256dh,
+        "auth": data.keys.auth,
+        "user_agent": user_agent[:MAX_USER_AGENT_CHARS] if user_agent else None,
+        "expires_at": _expiry(data.expiration_time),
+    }
+    upsert = (
+        insert(PushSubscription)
+        .values(id=uuid.uuid4(), endpoint=data.endpoint, **values)
+        .on_conflict_do_update(
+            index_elements=[PushSubscription.endpoint],
+            set_={**values, "updated_at": func.clock_timestamp()},
+        )
+    )
+    # xmax is 0 on a freshly inserted row version, set on an updated one.
+    returning = upsert.returning(PushSubscription, literal_column("xmax = 0", Boolean))
+    result = await session.execute(returning, execution_options={"populate_existing": True})
+    subscription, created = result.one()
+    return subscription, bool(created)
+
+
+async def unsubscribe(*, session: AsyncSession, actor: User, endpoint: str) -> None:
+    """Remove the actor's subscription of ``endpoint`` (its queued pushes go with it)."""
+    removed = await session.scalar(
+        delete(PushSubscription)
+        .where(PushSubscription.endpoint == endpoint, PushSubscription.user_id == actor.id)
+        .returning(PushSubscription.id)
+    )
+    if removed is None:
+        raise NotFound("no such push subscription")
+
+
+async def list_subscriptions(*, session: AsyncSession, actor: User) -> list[PushSubscription]:
+    """The actor's subscribed devices, newest first."""
+    result = await session.scalars(
+        select(PushSubscription)
+        .where(PushSubscription.user_id == actor.id)
+        .order_by(PushSubscription.created_at.desc(), PushSubscription.id)
+    )
+    return list(result)
