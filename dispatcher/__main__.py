@@ -31,6 +31,8 @@ def configure_logging(settings: DispatcherSettings) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    # APScheduler logs every run of the 5-second gauge job at INFO: keep only its problems.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
