@@ -55,7 +55,6 @@ async def create_template(
     )
     session.add(template)
     await session.flush()
-    await session.refresh(template, ["created_at"])
     return template
 
 

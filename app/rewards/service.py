@@ -53,7 +53,6 @@ async def create_reward(
     )
     session.add(reward)
     await session.flush()
-    await session.refresh(reward, ["created_at"])
     return reward
 
 
@@ -87,7 +86,6 @@ async def claim_reward(*, session: AsyncSession, actor: User, reward_id: uuid.UU
     )
     session.add(claim)
     await session.flush()
-    await session.refresh(claim, ["created_at"])
     parents = await family_service.parent_ids(session=session, family_id=actor.family_id)
     task = await task_service.create_approval_task(
         session=session,

@@ -61,7 +61,6 @@ async def create_task(
     )
     session.add(task)
     await session.flush()
-    await session.refresh(task, ["created_at"])
     task_events.record_created(session=session, task=task)
     return task
 
@@ -144,7 +143,6 @@ async def create_approval_task(
     )
     session.add(task)
     await session.flush()
-    await session.refresh(task, ["created_at"])
     task_events.record_created(session=session, task=task)
     return task
 
