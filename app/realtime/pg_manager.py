@@ -152,6 +152,8 @@ class PostgresManager(AsyncPubSubManager):
         self.conninfo = conninfo
         self._publisher: psycopg.AsyncConnection[Any] | None = None
         self._publisher_lock = asyncio.Lock()
+        # Strong references to emits in flight (the loop keeps only weak ones).
+        self._emitting: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def publishing_in(self, conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
@@ -219,4 +221,25 @@ class PostgresManager(AsyncPubSubManager):
             on_disconnect=assembler.discard_incomplete,
         ):
             for message in assembler.add(payload):
-                yield message
+                if message.get("method") == "emit" and message.get("host_id") != self.host_id:
+                    self._deliver_soon(message)
+                else:
+                    yield message
+
+    def _deliver_soon(self, message: Message) -> None:
+        """Hand a remote emit to its own task instead of awaiting it here.
+
+        The base class awaits each emit until its packets are sent, which costs event-loop turns
+        per message; under a busy loop (many REST requests) a dispatcher's bundle then trickles
+        out one message per turn and live delivery falls behind. Tasks start in creation order
+        and queue their packets before their first await, so per-socket order is kept while a
+        whole bundle is handled in one turn.
+        """
+        task = asyncio.get_running_loop().create_task(self._handle_emit(message))
+        self._emitting.add(task)
+        task.add_done_callback(self._emit_done)
+
+    def _emit_done(self, task: asyncio.Task[None]) -> None:
+        self._emitting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("emit from the message queue failed", exc_info=task.exception())
