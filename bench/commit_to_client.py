@@ -1,0 +1,285 @@
+"""Commit -> Socket.IO client latency, beside its two bare baselines (DESIGN.md §11).
+
+    .venv/bin/python bench/commit_to_client.py [--events 2000] [--rate 1000] [--database-url URL]
+
+A: NOTIFY -> LISTEN between two psycopg connections. B: a bare Socket.IO server (uvicorn
+subprocess) echoing a client in another process. The system: the real ``web`` and ``dispatcher``
+processes; tasks POSTed over REST for a child whose Socket.IO client runs in another process
+(bench/peers.py record). All in a scratch database, dropped at the end. Prints a table, writes
+bench/results/commit_to_client.json, and exits 1 if a budget is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import httpx
+import psycopg
+from baselines import notify_round_trips, socketio_round_trips
+from family_api import Recorder, sign_up_family, write_tasks
+from harness import (
+    REPO_ROOT,
+    Child,
+    cpu_percent,
+    cpu_snapshot,
+    free_port,
+    scratch_database,
+    source_version,
+    start_child,
+    summarize_ms,
+    uvicorn_argv,
+)
+from psycopg.conninfo import conninfo_to_dict
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+JWT_SECRET = "bench-secret-" + "x" * 40
+WARMUP_EVENTS = 50
+PHASE_ROWS = [  # (label, key in a phase's results)
+    ("receipt - 201 response", "receipt_minus_response_ms"),
+    ("receipt - occurredAt (ms-truncated)", "receipt_minus_occurred_at_ms"),
+    ("created_at -> dispatcher marks delivered", "created_to_marked_delivered_ms"),
+    ("marked delivered -> receipt", "marked_delivered_to_receipt_ms"),
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--events", type=int, default=2000, help="events of the paced run")
+    parser.add_argument("--rate", type=float, default=1000, help="target events/s, paced run")
+    parser.add_argument("--writers", type=int, default=32, help="concurrent REST writers, paced")
+    parser.add_argument("--sequential", type=int, default=1000, help="events of the serial run")
+    parser.add_argument("--samples", type=int, default=1000, help="samples of each baseline")
+    parser.add_argument("--streams", type=int, default=1, help="children the tasks go to in turn")
+    parser.add_argument("--settle", type=float, default=30, help="s to wait for stragglers")
+    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    parser.add_argument(
+        "--dispatcher-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the dispatcher, for experiments (repeatable)",
+    )
+    return parser.parse_args()
+
+
+def system_env(database_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "APP_ENVIRONMENT": "test",
+        "APP_JWT_SECRET": JWT_SECRET,
+        "DISPATCHER_METRICS_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def analyse(
+    responded: dict[str, float],
+    received: dict[str, tuple[float, dict[str, Any]]],
+    outbox: dict[str, dict[str, Any]],
+    elapsed: float,
+) -> dict[str, Any]:
+    """Latencies of one phase, matched by task id; the outbox's own timestamps split them."""
+    after_201, after_occurred, to_marked, marked_to_receipt = [], [], [], []
+    for task_id, responded_at in responded.items():
+        if task_id not in received:
+            continue
+        received_at, envelope = received[task_id]
+        after_201.append(received_at - responded_at)
+        occurred_at = datetime.fromisoformat(envelope["occurredAt"]).timestamp()
+        after_occurred.append(received_at - occurred_at)
+        outbox_row = outbox[task_id]
+        if outbox_row["delivered_at"] is not None:
+            to_marked.append(outbox_row["delivered_at"] - outbox_row["created_at"])
+            marked_to_receipt.append(received_at - outbox_row["delivered_at"])
+    lost = sorted(set(responded) - set(received))
+    return {
+        "events": len(responded),
+        "lost": len(lost),
+        "lost_outbox_rows": [outbox.get(task_id) for task_id in lost[:20]],
+        "achieved_events_per_s": round(len(responded) / elapsed, 1),
+        "receipt_minus_response_ms": summarize_ms(after_201),
+        "receipt_minus_occurred_at_ms": summarize_ms(after_occurred),
+        "created_to_marked_delivered_ms": summarize_ms(to_marked),
+        "marked_delivered_to_receipt_ms": summarize_ms(marked_to_receipt),
+    }
+
+
+async def outbox_rows(database_url: str) -> dict[str, dict[str, Any]]:
+    """Each task event's outbox row by task id: created_at is stamped in the writer's
+    transaction, delivered_at in the dispatcher's (both as Unix time)."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT payload->>'taskId', id, status, attempts, last_error,"
+            " extract(epoch FROM created_at)::float8, extract(epoch FROM delivered_at)::float8"
+            " FROM outbox_events WHERE payload ? 'taskId'"
+        )
+        columns = ["id", "status", "attempts", "last_error", "created_at", "delivered_at"]
+        return {row[0]: dict(zip(columns, row[1:], strict=True)) for row in await cur.fetchall()}
+
+
+def measure_system(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Run the real web + dispatcher; time REST-created tasks to the assignee's socket."""
+    env = system_env(database_url)
+    port = free_port()
+    with ExitStack() as stack:
+        argv = uvicorn_argv("app.main:create_app", port, "--factory")
+        web = start_child("web", argv, env, log_dir)
+        stack.callback(web.stop)
+        extra = dict(pair.split("=", 1) for pair in args.dispatcher_env)
+        argv = [sys.executable, "-m", "dispatcher"]
+        dispatcher = start_child("dispatcher", argv, env | extra, log_dir)
+        stack.callback(dispatcher.stop)
+        web.wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        dispatcher.wait_for_log("dispatcher worker started")
+        children = {"web": web, "dispatcher": dispatcher}
+        return asyncio.run(drive_system(database_url, port, args, log_dir, children))
+
+
+async def drive_system(
+    database_url: str,
+    port: int,
+    args: argparse.Namespace,
+    log_dir: Path,
+    children: dict[str, Child],
+) -> dict[str, Any]:
+    """Sign up a family, watch the child's socket from another process, write the phases."""
+    plan = [
+        ("warm-up", WARMUP_EVENTS, None, 1),
+        ("sequential", args.sequential, None, 1),
+        ("paced", args.events, args.rate, args.writers),
+    ]
+    web_url = f"http://127.0.0.1:{port}"
+    dbname = str(conninfo_to_dict(database_url)["dbname"])
+    limits = httpx.Limits(max_connections=args.writers)
+    async with httpx.AsyncClient(base_url=web_url, timeout=60, limits=limits) as api:
+        parent, kids = await sign_up_family(api, args.streams)
+        tokens = ",".join(kid.token for kid in kids)
+        argv = [sys.executable, "bench/peers.py", "record", web_url, tokens]
+        peer = start_child("recorder", argv, system_env(database_url), log_dir, pipes=True)
+        children = children | {"recorder": peer}
+        recorder = Recorder(peer)
+        runs = []
+        try:
+            await asyncio.to_thread(recorder.wait_ready)
+            for name, count, rate, writers in plan:
+                before = cpu_snapshot(children, dbname)
+                responded, elapsed = await write_tasks(
+                    api, parent, kids, count=count, rate=rate, writers=writers
+                )
+                await asyncio.to_thread(recorder.wait_for_tasks, responded, args.settle)
+                cpu = cpu_percent(before, cpu_snapshot(children, dbname))
+                runs.append((name, responded, elapsed, cpu))
+        finally:
+            peer.stop()  # also unblocks a thread still reading its pipe after a Ctrl-C
+    outbox = await outbox_rows(database_url)
+    return recorder.delivery_faults() | {
+        name: analyse(responded, recorder.first_by_task, outbox, elapsed) | {"cpu_percent": cpu}
+        for name, responded, elapsed, cpu in runs
+        if name != "warm-up"
+    }
+
+
+def table_row(label: str, stats: dict[str, Any]) -> str:
+    numbers = "".join(f"{stats.get(k, float('nan')):8.2f}" for k in ("p50", "p90", "p99", "max"))
+    return f"  {label:<46}{stats.get('n', 0):6d}{numbers}"
+
+
+def report(results: dict[str, Any], rate: float) -> dict[str, Any]:
+    """Print the table and the §11 budget checks; return the verdicts."""
+    cores = os.cpu_count() or 1
+    print(f"\nCommit -> Socket.IO client (DESIGN.md §11), {cores} cores; load average (1/5/15m):")
+    print("  " + ", ".join(f"{k} {v}" for k, v in results["load_average"].items()))
+    print(f"  code under test: {results['source']}")
+    print(f"  {'latency, ms':<46}{'n':>6}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
+    a, b = results["baseline_a_notify_listen_ms"], results["baseline_b_socketio_round_trip_ms"]
+    print(table_row("A  bare NOTIFY -> LISTEN", a))
+    print(table_row("B  bare Socket.IO emit -> client round trip", b))
+    seq, paced = results["sequential"], results["paced"]
+    streams = f"{results['args']['streams']} stream(s)"
+    for title, run in (("sequential, 1 writer", seq), (f"paced at {rate:g}/s", paced)):
+        title = f"{title}, {streams}"
+        print(
+            f"  system, {title}: {run['events']} events, {run['achieved_events_per_s']} events/s"
+            f" achieved, lost {run['lost']}"
+        )
+        for label, key in PHASE_ROWS:
+            print(table_row(f"  {label}", run[key]))
+        cpu = ", ".join(f"{k} {v:g}" for k, v in run["cpu_percent"].items())
+        print(f"    CPU in % of one core: {cpu} (machine: of {100 * cores})")
+    limit = 5 * (a["p50"] + b["p50"])
+    p50, p99 = seq["receipt_minus_response_ms"]["p50"], paced["receipt_minus_response_ms"]["p99"]
+    rate_met = paced["achieved_events_per_s"] >= 0.95 * rate
+    no_loss = seq["lost"] == paced["lost"] == 0
+    faults = f"duplicates {results['duplicates']}, out of order {results['out_of_order']}"
+    verdicts = {
+        "p50_within_5x_baselines": p50 <= limit and no_loss,
+        "p99_le_20ms_at_rate": p99 <= 20 and rate_met and no_loss,
+    }
+    passed = {k: "PASS" if v else "FAIL" for k, v in verdicts.items()}
+    short = "" if rate_met else f" (only {paced['achieved_events_per_s']} events/s reached)"
+    print("Budget (DESIGN.md §11), on receipt - 201 response:")
+    print(
+        f"  p50 within 5 x (A_p50 + B_p50): {p50:.2f} ms vs 5 x ({a['p50']:.2f} + {b['p50']:.2f})"
+        f" = {limit:.2f} ms  {passed['p50_within_5x_baselines']}"
+    )
+    print(
+        f"  p99 <= 20 ms at {rate:g} events/s: {p99:.2f} ms{short}  {passed['p99_le_20ms_at_rate']}"
+    )
+    print(f"  no committed event lost: {'PASS' if no_loss else 'FAIL'} ({faults})")
+    return verdicts | {"p50_limit_ms": round(limit, 3), "target_rate": rate}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)
+    log_dir = RESULTS_DIR / "commit_to_client-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+    results: dict[str, Any] = {"args": vars(args), "source": source_version()}
+    load = {"start": os.getloadavg()}
+    with scratch_database(args.database_url, "bench_c2c") as database_url:
+        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
+        subprocess.run(migrate, cwd=REPO_ROOT, env=system_env(database_url), check=True)
+        print("baseline A: NOTIFY -> LISTEN ...", flush=True)
+        a = asyncio.run(notify_round_trips(database_url, args.samples))
+        results["baseline_a_notify_listen_ms"] = summarize_ms(a)
+        print("baseline B: Socket.IO round trip ...", flush=True)
+        b = socketio_round_trips(args.samples, log_dir)
+        results["baseline_b_socketio_round_trip_ms"] = summarize_ms(b)
+        load["before system"] = os.getloadavg()
+        print("system: REST commit -> Socket.IO client ...", flush=True)
+        results |= measure_system(database_url, args, log_dir)
+    load["end"] = os.getloadavg()
+    results["load_average"] = {k: [round(x, 2) for x in v] for k, v in load.items()}
+    results["budget"] = report(results, args.rate)
+    out = RESULTS_DIR / "commit_to_client.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {log_dir.relative_to(REPO_ROOT)}/")
+    met = all(results["budget"][k] for k in ("p50_within_5x_baselines", "p99_le_20ms_at_rate"))
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
+        sys.exit(130)

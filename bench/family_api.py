@@ -1,0 +1,150 @@
+"""Drive the system under test from outside: REST writes, and the recorder's Socket.IO process."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from harness import Child
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Member:
+    id: str
+    family_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def sign_up_family(api: httpx.AsyncClient, children: int) -> tuple[Member, list[Member]]:
+    """A new family: its parent, and ``children`` children whose sockets the benchmark watches."""
+    tag = uuid.uuid4().hex[:8]
+    signup = await api.post(
+        "/v1/auth/signup",
+        json={"familyName": "Bench", "displayName": "Parent", "password": PASSWORD}
+        | {"email": f"parent-{tag}@example.com"},
+    )
+    signup.raise_for_status()
+    user = signup.json()["user"]
+    parent = Member(user["id"], user["familyId"], signup.json()["accessToken"])
+    kids = []
+    for index in range(children):
+        email = f"child-{index}-{tag}@example.com"
+        added = await api.post(
+            f"/v1/families/{parent.family_id}/members",
+            headers=parent.headers,
+            json={"displayName": "Kid", "email": email, "password": PASSWORD, "role": "child"},
+        )
+        added.raise_for_status()
+        login = await api.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        login.raise_for_status()
+        kids.append(Member(added.json()["id"], parent.family_id, login.json()["accessToken"]))
+    return parent, kids
+
+
+async def write_tasks(
+    api: httpx.AsyncClient,
+    parent: Member,
+    assignees: list[Member],
+    *,
+    count: int,
+    rate: float | None,
+    writers: int,
+) -> tuple[dict[str, float], float]:
+    """POST ``count`` tasks from ``writers`` concurrent writers, the i-th not before i/rate s,
+    assigned to the assignees in turn.
+
+    Returns time.time() at each task's 201 response by task id, and the elapsed seconds.
+    """
+    path = f"/v1/families/{parent.family_id}/tasks"
+    responded: dict[str, float] = {}
+    indexes = itertools.count()
+    started = time.perf_counter()
+
+    async def writer() -> None:
+        while (index := next(indexes)) < count:
+            if rate:
+                await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+            assignee = assignees[index % len(assignees)]
+            body = {"title": f"Bench task {index}", "assignedTo": [assignee.id]}
+            response = await api.post(path, headers=parent.headers, json=body)
+            arrived = time.time()
+            if response.status_code != 201:
+                raise RuntimeError(f"POST task: {response.status_code} {response.text[:300]}")
+            responded[response.json()["id"]] = arrived
+
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    return responded, time.perf_counter() - started
+
+
+def task_of(envelope: Any) -> str | None:
+    """The task id of a task event's envelope; None for anything else."""
+    data = envelope.get("data") if isinstance(envelope, dict) else None
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    return task_id if isinstance(task_id, str) else None
+
+
+class Recorder:
+    """The members' Socket.IO client process (``bench/peers.py record``), driven over its pipes.
+
+    Keeps every task event's receipt, in arrival order: (time.time(), socket index, envelope).
+    """
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.receipts: list[tuple[float, int, dict[str, Any]]] = []
+        self.first_by_task: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def _readline(self) -> str:
+        assert self.child.process.stdout is not None
+        line = self.child.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"recorder exited:\n{self.child.log_tail()}")
+        return line
+
+    def wait_ready(self) -> None:
+        if self._readline().strip() != "ready":
+            raise RuntimeError(f"recorder did not connect:\n{self.child.log_tail()}")
+
+    def wait_for_tasks(self, task_ids: Collection[str], timeout: float) -> None:
+        """Take in receipts until each task's event has arrived, or ``timeout`` s pass."""
+        assert self.child.process.stdin is not None
+        deadline = time.monotonic() + timeout
+        while missing := [t for t in task_ids if t not in self.first_by_task]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            # The recorder answers once it holds len(missing) new events, or at the deadline.
+            self.child.process.stdin.write(f"{len(missing)} {left}\n")
+            self.child.process.stdin.flush()
+            for received_at, socket_index, envelope in json.loads(self._readline()):
+                task_id = task_of(envelope)
+                if task_id is None:
+                    continue  # not a task event (e.g. the end-of-replay marker)
+                self.receipts.append((received_at, socket_index, envelope))
+                self.first_by_task.setdefault(task_id, (received_at, envelope))
+
+    def delivery_faults(self) -> dict[str, int]:
+        """Events a socket received more than once, and receipts whose seq is not above all
+        those before it on the same socket (each socket is one user's stream)."""
+        seen: set[tuple[int, str]] = set()
+        last_seq: dict[int, int] = {}
+        duplicates = out_of_order = 0
+        for _, socket_index, envelope in self.receipts:
+            duplicates += (socket_index, envelope["id"]) in seen
+            seen.add((socket_index, envelope["id"]))
+            out_of_order += envelope["seq"] <= last_seq.get(socket_index, 0)
+            last_seq[socket_index] = max(last_seq.get(socket_index, 0), envelope["seq"])
+        return {"duplicates": duplicates, "out_of_order": out_of_order}

@@ -1,0 +1,204 @@
+"""Scratch databases, child processes, CPU accounting and percentiles for the benchmarks."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def source_version() -> str:
+    """The commit the code under test is at, marked when tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        # --no-optional-locks: never take the index lock from under someone committing.
+        argv = ["git", "--no-optional-locks", *args]
+        return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def uvicorn_argv(app: str, port: int, *extra: str) -> list[str]:
+    """uvicorn on loopback, without access logs (they would cost the web process CPU)."""
+    argv = [sys.executable, "-m", "uvicorn", app, *extra, "--host", "127.0.0.1"]
+    return [*argv, "--port", str(port), "--log-level", "warning"]
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """``url`` pointing at another database, still as a URL (SQLAlchemy needs one)."""
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    params["dbname"] = dbname
+    return "postgresql://?" + urlencode(params)
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database on the server, dropped (connections and all) on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@dataclass
+class Child:
+    """A child process in its own session (Ctrl-C reaches only us; we stop it in order)."""
+
+    name: str
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited ({self.process.returncode}):\n{self.log_tail()}"
+            )
+
+    def wait_for_log(self, text: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text(errors="replace"):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {text!r} not logged\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def wait_for_http(self, url: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not answer {url}\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        return process_cpu_seconds(self.process.pid)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_child(
+    name: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path, *, pipes: bool = False
+) -> Child:
+    """Start ``args``; output goes to a log file, or stdin/stdout are pipes when ``pipes``."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("a") as log:
+        process = subprocess.Popen(
+            list(args),
+            env=dict(env),
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipes else log,
+            stderr=log if pipes else subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    return Child(name, process, log_path)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def backends_cpu_seconds(dbname: str) -> float:
+    """CPU time used so far by the live Postgres backends connected to ``dbname``."""
+    total = 0.0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and f" {dbname} ".encode() in title:
+            total += process_cpu_seconds(int(proc.name))
+    return total
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle since boot (all cores summed)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / TICKS_PER_SECOND
+
+
+def cpu_snapshot(children: Mapping[str, Child], dbname: str) -> dict[str, float]:
+    """CPU seconds used so far by each child, ``dbname``'s Postgres backends, this process
+    ("driver") and the whole machine."""
+    snapshot = {name: child.cpu_seconds() for name, child in children.items()}
+    snapshot |= {"postgres": backends_cpu_seconds(dbname), "driver": time.process_time()}
+    snapshot["machine"] = busy_cpu_seconds()
+    return snapshot | {"wall": time.perf_counter()}
+
+
+def cpu_percent(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """CPU used between two snapshots, in % of one core (the machine's is out of 100 x cores)."""
+    wall = after["wall"] - before["wall"]
+    return {k: round(100 * (after[k] - before[k]) / wall, 1) for k in before if k != "wall"}
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+def summarize_ms(seconds: Sequence[float]) -> dict[str, Any]:
+    """n, min, p50, p90, p99 and max of latencies given in seconds, in milliseconds."""
+    ordered = sorted(seconds)
+    if not ordered:
+        return {"n": 0}
+    stats: dict[str, Any] = {"n": len(ordered), "min": ordered[0] * 1000}
+    for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        stats[label] = percentile(ordered, q) * 1000
+    stats["max"] = ordered[-1] * 1000
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}

@@ -1,0 +1,208 @@
+"""Web Push throughput: pushes/s the dispatcher's push sender sustains, encryption included.
+
+    .venv/bin/python bench/push_throughput.py [--pushes 5000] [--devices 200] [--database-url URL]
+
+A backlog of ``--pushes`` push deliveries for ``--devices`` subscriptions is written straight
+into a scratch database's push queue; then the real dispatcher (``python -m dispatcher``, default
+push settings) drains it against the tests' loopback push service (tests/push/push_service.py),
+which checks each request's VAPID JWT and decrypts its aes128gcm body, on real HTTPS. The rate
+is taken from the rows' own ``sent_at`` (first to last). Beside it, a baseline: pywebpush's
+encryption alone, on one core. Prints a table and writes bench/results/push_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from harness import REPO_ROOT, cpu_percent, cpu_snapshot, scratch_database, start_child
+from psycopg.types.json import Jsonb
+
+sys.path.insert(0, str(REPO_ROOT))
+from app.push.notifications import encoded
+from app.push.vapid import generate_key_pair
+from tests.push.push_service import PushService
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+JWT_SECRET = "bench-secret-" + "x" * 40
+# A typical notification: a chat message's, body clipped at 240 characters.
+MESSAGE = {
+    "id": "evt_123456",
+    "type": "chat.message.created",
+    "version": 1,
+    "occurredAt": "2026-11-25T10:00:00.000Z",
+    "familyId": str(uuid.uuid4()),
+    "title": "New message",
+    "body": "x" * 240,
+    "tag": f"chat:{uuid.uuid4()}",
+    "url": "/",
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--pushes", type=int, default=5000, help="push deliveries to drain")
+    parser.add_argument("--devices", type=int, default=200, help="subscriptions they go to")
+    parser.add_argument("--database-url", default=default_url)
+    return parser.parse_args()
+
+
+def system_env(database_url: str, vapid_private_key: str, ca_file: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "APP_ENVIRONMENT": "test",
+        "APP_JWT_SECRET": JWT_SECRET,
+        "APP_VAPID_PRIVATE_KEY": vapid_private_key,
+        "APP_VAPID_SUBJECT": "mailto:bench@family.test",
+        "DISPATCHER_METRICS_PORT": "0",
+        "DISPATCHER_PUSH_CA_FILE": str(ca_file),
+        "DISPATCHER_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def encryption_baseline(seconds: float = 2.0) -> float:
+    """Messages/s pywebpush encrypts (aes128gcm, a fresh ECDH key each) on one core."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pywebpush import WebPusher
+
+    from app.push.vapid import b64url_encode, public_key_bytes
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    info = {
+        "endpoint": "https://push.invalid/x",
+        "keys": {
+            "p256dh": b64url_encode(public_key_bytes(key.public_key())),
+            "auth": b64url_encode(os.urandom(16)),
+        },
+    }
+    data = encoded(MESSAGE)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        WebPusher(info).encode(data, "aes128gcm")
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def seed(database_url: str, service: PushService, pushes: int, devices: int) -> None:
+    """One user with ``devices`` subscriptions, and ``pushes`` pending deliveries among them."""
+    family_id, user_id = uuid.uuid4(), uuid.uuid4()
+    browsers = [service.new_browser() for _ in range(devices)]
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO families (id, name) VALUES (%s, 'Bench')", (family_id,))
+        conn.execute(
+            "INSERT INTO users (id, family_id, email, display_name, role, password_hash)"
+            " VALUES (%s, %s, 'bench@family.test', 'Bench', 'child', 'x')",
+            (user_id, family_id),
+        )
+        subscription_ids = []
+        for browser in browsers:
+            keys = browser.subscription()["keys"]
+            subscription_id = uuid.uuid4()
+            subscription_ids.append(subscription_id)
+            conn.execute(
+                "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (subscription_id, user_id, browser.endpoint, keys["p256dh"], keys["auth"]),
+            )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO push_deliveries (subscription_id, event_id, event_type, payload,"
+                " topic, ttl_seconds, urgency) VALUES (%s, %s, %s, %s, NULL, 86400, 'high')",
+                [
+                    (subscription_ids[n % devices], n, MESSAGE["type"], Jsonb(MESSAGE))
+                    for n in range(pushes)
+                ],
+            )
+
+
+def sent_window(database_url: str) -> tuple[int, float]:
+    """How many deliveries are sent, and the seconds from the first to the last of them."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*), coalesce(extract(epoch FROM max(sent_at) - min(sent_at)), 0)"
+            " FROM push_deliveries WHERE status = 'sent'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), float(row[1])
+
+
+async def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    private_key, public_key = generate_key_pair()
+    with tempfile.TemporaryDirectory() as scratch:
+        service = PushService(public_key, Path(scratch))
+        await service.start()
+        try:
+            seed(database_url, service, args.pushes, args.devices)
+            env = system_env(database_url, private_key, service.ca_file)
+            dispatcher = start_child(
+                "dispatcher", [sys.executable, "-m", "dispatcher"], env, log_dir
+            )
+            try:
+                await asyncio.to_thread(dispatcher.wait_for_log, "push sender started")
+                dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+                before = cpu_snapshot({"dispatcher": dispatcher}, str(dbname))
+                deadline = time.monotonic() + 600
+                while sent_window(database_url)[0] < args.pushes:
+                    dispatcher.check_alive()
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the push backlog did not drain in 10 minutes")
+                    await asyncio.sleep(0.2)
+                after = cpu_snapshot({"dispatcher": dispatcher}, str(dbname))
+            finally:
+                await asyncio.to_thread(dispatcher.stop)
+            sent, seconds = sent_window(database_url)
+            return {
+                "pushes": sent,
+                "seconds": round(seconds, 3),
+                "pushes_per_second": round((sent - 1) / seconds, 1) if seconds else None,
+                "received_by_push_service": len(service.received),
+                "refused_by_push_service": len(service.refused),
+                # The push service double (decrypting every message) runs in "driver".
+                "cpu_percent_of_one_core": cpu_percent(before, after),
+            }
+        finally:
+            await service.close()
+
+
+def main() -> int:
+    args = parse_args()
+    log_dir = RESULTS_DIR / "push_throughput-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+    # Not the database URL: it may hold a password.
+    results: dict[str, Any] = {"args": {"pushes": args.pushes, "devices": args.devices}}
+    print("baseline: pywebpush encryption alone, one core ...", flush=True)
+    results["encryption_only_per_second"] = round(encryption_baseline(), 1)
+    with scratch_database(args.database_url, "bench_push") as database_url:
+        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
+        env = {**os.environ, "DATABASE_URL": database_url, "APP_ENVIRONMENT": "test"}
+        subprocess.run(migrate, cwd=REPO_ROOT, env=env | {"APP_JWT_SECRET": JWT_SECRET}, check=True)
+        print(f"system: draining {args.pushes} pushes to {args.devices} devices ...", flush=True)
+        results["system"] = asyncio.run(measure(database_url, args, log_dir))
+    system = results["system"]
+    print(f"{'encryption only (1 core)':<40}{results['encryption_only_per_second']:>10} /s")
+    print(f"{'push sender -> local push service':<40}{system['pushes_per_second']:>10} /s")
+    print(f"cpu (% of one core): {system['cpu_percent_of_one_core']}")
+    out = RESULTS_DIR / "push_throughput.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO_ROOT)}")
+    ok = system["received_by_push_service"] >= args.pushes and not system["refused_by_push_service"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
