@@ -166,7 +166,9 @@ class Worker:
         """Emit and mark the batch in one transaction; return how many rows had to wait."""
         by_id = {e.id: e for e in events}
         streams = sorted({stream for e in events for stream, _ in e.recipients})
-        async with self.pool.connection() as conn, conn.transaction():
+        # Pipeline mode: statements whose results are not needed yet travel together, so the
+        # transaction costs three round trips instead of seven.
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(
                 queries.LOCK_STREAMS,
                 {
