@@ -4,12 +4,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 Status = Literal["pending", "delivered", "dead"]
+
+
+class _Selection(Protocol):
+    """What the outbox and push filters have in common."""
+
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def older_than(self) -> timedelta | None: ...
+    @property
+    def newer_than(self) -> timedelta | None: ...
+
+
+def _common_clauses(
+    selection: _Selection, *, status_column: str, type_column: str, created_column: str
+) -> tuple[list[str], dict[str, Any]]:
+    """WHERE clauses (fixed text; values bound) for status, type and age."""
+    clauses = ["TRUE"]
+    params: dict[str, Any] = {}
+    if selection.status is not None:
+        clauses.append(f"{status_column} = %(status)s")
+        params["status"] = selection.status
+    if selection.type is not None:
+        clauses.append(f"{type_column} = %(type)s")
+        params["type"] = selection.type
+    if selection.older_than is not None:
+        clauses.append(f"{created_column} < now() - %(older_than)s")
+        params["older_than"] = selection.older_than
+    if selection.newer_than is not None:
+        clauses.append(f"{created_column} >= now() - %(newer_than)s")
+        params["newer_than"] = selection.newer_than
+    return clauses, params
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,20 +57,9 @@ class EventFilter:
     recipient: str | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
-        clauses = ["TRUE"]
-        params: dict[str, Any] = {}
-        if self.status is not None:
-            clauses.append("e.status = %(status)s")
-            params["status"] = self.status
-        if self.type is not None:
-            clauses.append("e.type = %(type)s")
-            params["type"] = self.type
-        if self.older_than is not None:
-            clauses.append("e.created_at < now() - %(older_than)s")
-            params["older_than"] = self.older_than
-        if self.newer_than is not None:
-            clauses.append("e.created_at >= now() - %(newer_than)s")
-            params["newer_than"] = self.newer_than
+        clauses, params = _common_clauses(
+            self, status_column="e.status", type_column="e.type", created_column="e.created_at"
+        )
         if self.recipient is not None:
             clauses.append(
                 "EXISTS (SELECT 1 FROM outbox_recipients r"
@@ -222,20 +245,12 @@ class PushFilter:
     recipient: str | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
-        clauses = ["TRUE"]
-        params: dict[str, Any] = {}
-        if self.status is not None:
-            clauses.append("d.status = %(status)s")
-            params["status"] = self.status
-        if self.type is not None:
-            clauses.append("d.event_type = %(type)s")
-            params["type"] = self.type
-        if self.older_than is not None:
-            clauses.append("d.created_at < now() - %(older_than)s")
-            params["older_than"] = self.older_than
-        if self.newer_than is not None:
-            clauses.append("d.created_at >= now() - %(newer_than)s")
-            params["newer_than"] = self.newer_than
+        clauses, params = _common_clauses(
+            self,
+            status_column="d.status",
+            type_column="d.event_type",
+            created_column="d.created_at",
+        )
         if self.recipient is not None:
             clauses.append("'user:' || s.user_id::text = %(recipient)s")
             params["recipient"] = self.recipient
