@@ -7,18 +7,17 @@ rollback leaves no event and a commit guarantees one.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from app.outbox.models import OutboxEvent, OutboxRecipient
 from app.schemas import CamelModel
 
 STAGED_EVENTS_KEY = "outbox.staged"
@@ -81,14 +80,60 @@ def notify_channel_info(channel: str | None) -> dict[str, Any]:
     return {NOTIFY_CHANNEL_KEY: channel}
 
 
-_RESERVE_SEQUENCES = text(
+# Everything the outbox needs at commit, in one statement (one round trip, so the stream locks
+# are held for as short a time as possible):
+# - reserve each stream's numbers in stream order: the row locks serialise writers per stream
+#   (seq order == commit order), last until commit, and a fixed lock order cannot deadlock;
+# - only then draw the event ids (the InitPlan on `reserved` runs first, and output expressions
+#   are evaluated after the ORDER BY), so within every stream id order is seq order too, which
+#   the dispatcher relies on;
+# - insert the events and their recipients, and NOTIFY once with a constant payload (Postgres
+#   folds identical notifications, so the commit-time notify lock is taken once).
+_WRITE_STAGED_EVENTS = text(
     """
-    INSERT INTO stream_sequences AS s (stream, last_seq)
-    SELECT stream, n
-    FROM unnest(CAST(:streams AS text[]), CAST(:counts AS bigint[])) AS t(stream, n)
-    ORDER BY stream
-    ON CONFLICT (stream) DO UPDATE SET last_seq = s.last_seq + excluded.last_seq
-    RETURNING stream, last_seq
+    WITH staged AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb))
+            AS s(ord int, type text, version smallint, payload jsonb, family_id uuid,
+                 streams text[])
+    ),
+    wanted AS (
+        SELECT stream, count(*) AS n FROM staged, unnest(staged.streams) AS stream
+        GROUP BY stream
+    ),
+    reserved AS (
+        INSERT INTO stream_sequences AS q (stream, last_seq)
+        SELECT stream, n FROM wanted ORDER BY stream
+        ON CONFLICT (stream) DO UPDATE SET last_seq = q.last_seq + excluded.last_seq
+        RETURNING stream, last_seq
+    ),
+    numbered AS (
+        SELECT ord, nextval(pg_get_serial_sequence('outbox_events', 'id')) AS id
+        FROM staged
+        WHERE (SELECT count(*) FROM reserved) > 0
+        ORDER BY ord
+    ),
+    events AS (
+        INSERT INTO outbox_events (id, type, version, payload, family_id)
+        OVERRIDING SYSTEM VALUE
+        SELECT n.id, s.type, s.version, s.payload, s.family_id
+        FROM staged AS s JOIN numbered AS n USING (ord)
+        RETURNING id
+    ),
+    recipients AS (
+        INSERT INTO outbox_recipients (event_id, stream, seq)
+        SELECT n.id, x.stream,
+               r.last_seq - w.n + row_number() OVER (PARTITION BY x.stream ORDER BY s.ord)
+        FROM staged AS s
+        JOIN numbered AS n USING (ord)
+        CROSS JOIN LATERAL unnest(s.streams) AS x(stream)
+        JOIN reserved AS r ON r.stream = x.stream
+        JOIN wanted AS w ON w.stream = x.stream
+        RETURNING event_id
+    )
+    SELECT (SELECT count(*) FROM events) AS events,
+           (SELECT count(*) FROM recipients) AS recipients,
+           CASE WHEN CAST(:channel AS text) IS NOT NULL
+                THEN pg_notify(CAST(:channel AS text), '') END AS notified
     """
 )
 
@@ -98,41 +143,21 @@ def _write_staged_events(session: Session) -> None:
     staged: list[StagedEvent] = session.info.pop(STAGED_EVENTS_KEY, [])
     if not staged:
         return
-    connection = session.connection()
-    # Reserve every stream's numbers at once, in stream order, at the very end of the
-    # transaction: the row locks serialise writers per stream (seq order == commit order),
-    # are held only until commit, and a fixed lock order cannot deadlock.
-    counts = Counter(stream for staged_event in staged for stream in staged_event.streams)
-    streams = sorted(counts)
-    reserved = connection.execute(
-        _RESERVE_SEQUENCES, {"streams": streams, "counts": [counts[s] for s in streams]}
+    events = [
+        {
+            "ord": ord_,
+            "type": e.type,
+            "version": e.version,
+            "payload": e.data,
+            "family_id": str(e.family_id) if e.family_id else None,
+            "streams": list(e.streams),
+        }
+        for ord_, e in enumerate(staged)
+    ]
+    session.connection().execute(
+        _WRITE_STAGED_EVENTS,
+        {"events": json.dumps(events), "channel": session.info.get(NOTIFY_CHANNEL_KEY)},
     )
-    next_seq = {stream: last_seq - counts[stream] + 1 for stream, last_seq in reserved}
-
-    event_ids = connection.scalars(
-        insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True),
-        [
-            {
-                "type": e.type,
-                "version": e.version,
-                "payload": e.data,
-                "family_id": e.family_id,
-            }
-            for e in staged
-        ],
-    ).all()
-    recipients = []
-    for event_id, staged_event in zip(event_ids, staged, strict=True):
-        for stream in staged_event.streams:
-            recipients.append({"event_id": event_id, "stream": stream, "seq": next_seq[stream]})
-            next_seq[stream] += 1
-    connection.execute(insert(OutboxRecipient), recipients)
-
-    channel = session.info.get(NOTIFY_CHANNEL_KEY)
-    if channel:
-        # A constant payload: Postgres folds it with any other identical NOTIFY of this
-        # transaction, so the commit-time notify lock is taken once, however many events.
-        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
 
 
 @event.listens_for(Session, "after_rollback")
