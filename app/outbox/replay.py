@@ -23,11 +23,14 @@ _EVENTS_AFTER = text(
     """
 )
 
+# Two index probes that stop at the first row, however long the stream's retained history.
 _STREAM_BOUNDS = text(
     """
-    SELECT min(r.seq), max(r.seq) FILTER (WHERE e.status = 'delivered')
-    FROM outbox_recipients AS r JOIN outbox_events AS e ON e.id = r.event_id
-    WHERE r.stream = :stream
+    SELECT
+        (SELECT seq FROM outbox_recipients WHERE stream = :stream ORDER BY seq LIMIT 1),
+        (SELECT r.seq FROM outbox_recipients AS r JOIN outbox_events AS e ON e.id = r.event_id
+         WHERE r.stream = :stream AND e.status = 'delivered'
+         ORDER BY r.seq DESC LIMIT 1)
     """
 )
 
