@@ -136,6 +136,17 @@ class Recorder:
                 self.receipts.append((received_at, socket_index, envelope))
                 self.first_by_task.setdefault(task_id, (received_at, envelope))
 
+    def drain(self, seconds: float) -> None:
+        """Take in every task event that arrives within ``seconds`` (late duplicates, say)."""
+        assert self.child.process.stdin is not None
+        self.child.process.stdin.write(f"{2**62} {seconds}\n")
+        self.child.process.stdin.flush()
+        for received_at, socket_index, envelope in json.loads(self._readline()):
+            task_id = task_of(envelope)
+            if task_id is not None:
+                self.receipts.append((received_at, socket_index, envelope))
+                self.first_by_task.setdefault(task_id, (received_at, envelope))
+
     def delivery_faults(self) -> dict[str, int]:
         """Events a socket received more than once, and receipts whose seq is not above all
         those before it on the same socket (each socket is one user's stream)."""
