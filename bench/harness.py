@@ -202,3 +202,101 @@ def summarize_ms(seconds: Sequence[float]) -> dict[str, Any]:
         stats[label] = percentile(ordered, q) * 1000
     stats["max"] = ordered[-1] * 1000
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+
+
+def wait_for_quiet(
+    threshold: float = 1.2, timeout: float = 120, *, label: str = ""
+) -> dict[str, Any]:
+    """Wait (up to ``timeout`` s) until the 1-minute load average is below ``threshold``.
+
+    Another benchmark may share this small machine: each measured phase starts only once it is
+    quiet, or says that it was not. Returns the wait and the load averages seen, for the JSON.
+    """
+    started = time.monotonic()
+    load = os.getloadavg()
+    while load[0] >= threshold and time.monotonic() - started < timeout:
+        time.sleep(2)
+        load = os.getloadavg()
+    quiet = load[0] < threshold
+    waited = round(time.monotonic() - started, 1)
+    name = f" before {label}" if label else ""
+    if not quiet:
+        print(
+            f"  WARNING: 1-minute load still {load[0]:.2f} (>= {threshold}) after {waited:.0f} s"
+            f" of waiting{name}; measuring anyway",
+            flush=True,
+        )
+    elif waited >= 2:
+        print(f"  (waited {waited:.0f} s for the 1-minute load to drop below {threshold})")
+    return {
+        "quiet": quiet,
+        "threshold": threshold,
+        "waited_s": waited,
+        "load_at_start": [round(x, 2) for x in load],
+    }
+
+
+def load_average() -> list[float]:
+    """os.getloadavg(), rounded, for printing beside a result."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft open-files limit to its hard limit (children inherit it)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def migrate(database_url: str, env: Mapping[str, str]) -> None:
+    """``alembic upgrade head`` on ``database_url``."""
+    argv = [sys.executable, "-m", "alembic", "upgrade", "head"]
+    subprocess.run(argv, cwd=REPO_ROOT, env={**env, "DATABASE_URL": database_url}, check=True)
+
+
+def postgres_server_cpu_seconds() -> float:
+    """CPU time the whole local Postgres server has used so far, every database included: its
+    live processes, plus the children its postmaster has reaped (parallel query workers,
+    autovacuum workers, closed backends), which ``backends_cpu_seconds`` cannot see."""
+    total = 0.0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if name != "postgres":
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+        try:
+            parent = (Path("/proc") / fields[1] / "comm").read_text().strip()
+        except OSError:
+            parent = ""
+        if parent != "postgres":  # the postmaster: add what its exited children used
+            total += (int(fields[13]) + int(fields[14])) / TICKS_PER_SECOND
+    return total
+
+
+def cpu_snapshot_with_server(children: Mapping[str, Child], dbname: str) -> dict[str, float]:
+    """cpu_snapshot, plus the whole Postgres server's CPU as "postgres_all" (every database,
+    parallel query workers and autovacuum included)."""
+    return cpu_snapshot(children, dbname) | {"postgres_all": postgres_server_cpu_seconds()}
+
+
+def with_other_processes(cpu: dict[str, float]) -> dict[str, float]:
+    """``cpu`` (from cpu_percent over cpu_snapshot_with_server snapshots) plus "others": the
+    machine's CPU not used by the benchmark's own processes nor by Postgres (someone else's
+    work, e.g. another benchmark sharing the machine)."""
+    ours = sum(v for k, v in cpu.items() if k not in {"machine", "postgres"})
+    return cpu | {"others": round(cpu["machine"] - ours, 1)}

@@ -1,0 +1,537 @@
+"""Web-process memory per idle authenticated WebSocket connection (DESIGN.md §11).
+
+    .venv/bin/python bench/idle_connections.py [--connections 10000] [--clients 4] [--hold 30]
+
+One web process (``uvicorn app.main:create_app`` with the Procfile's options) on a scratch
+database with ``--connections`` users (families of four). ``--clients`` client processes open
+one WebSocket each per user (``/socket.io/?EIO=4&transport=websocket``) with a raw client of the
+``websockets`` package that speaks the Engine.IO 4 / Socket.IO 5 handshake itself: it sends the
+CONNECT packet with ``auth: {token}``, needs the server's CONNECT answer (a refusal counts as a
+failure), answers the server's pings, and ignores the events (``sync``, ``presence.changed``).
+The web process's RSS (VmRSS) is read after a warm-up (a few hundred connections opened and
+closed, so pools and lazy imports are in place) and once all are connected and have stayed idle
+for ``--hold`` seconds; the clients then report how many are still open, and so does the
+server (``presence_sockets``).
+
+Baseline, same run: a bare python-socketio ``AsyncServer`` on uvicorn with the same options
+(bench/peers.py ``bare_app``: no auth, no rooms, no client manager), with the same clients.
+
+The client offers permessage-deflate as browsers do (``--compression none`` for a client that
+does not; the server's options decide whether it is used). Prints a table, writes
+bench/results/idle_connections.json, exits 1 if the budget is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import psycopg
+from harness import (
+    REPO_ROOT,
+    Child,
+    free_port,
+    load_average,
+    migrate,
+    raise_fd_limit,
+    rss_kib,
+    scratch_database,
+    source_version,
+    start_child,
+    uvicorn_argv,
+    wait_for_quiet,
+)
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+JWT_SECRET = "bench-secret-" + "x" * 40
+BUDGET_KIB = 30
+WARMUP_CONNECTIONS = 300
+FAMILY_SIZE = 4
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--connections", type=int, default=10_000, help="idle sockets to hold")
+    parser.add_argument("--clients", type=int, default=4, help="client processes they split over")
+    parser.add_argument("--hold", type=float, default=30, help="seconds they must stay connected")
+    parser.add_argument(
+        "--concurrency", type=int, default=25, help="handshakes in flight per client process"
+    )
+    parser.add_argument(
+        "--compression",
+        default="deflate",
+        help="client offers: 'deflate' (as browsers do), 'none', or both, comma-separated",
+    )
+    parser.add_argument(
+        "--uvicorn-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra uvicorn argument for both servers, e.g. --uvicorn-arg=--ws=wsproto",
+    )
+    parser.add_argument("--skip-baseline", action="store_true", help="only the real web process")
+    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    parser.add_argument(
+        "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
+    )
+    return parser.parse_args()
+
+
+def system_env(database_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "APP_ENVIRONMENT": "test",
+        "APP_JWT_SECRET": JWT_SECRET,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+# --- the client process (``idle_connections.py --client URL TOKENS_FILE SOURCE_IP ...``) -----
+
+
+class Socket:
+    """One Engine.IO/Socket.IO connection that stays idle: it only answers pings."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.deflate = False  # whether the server accepted permessage-deflate
+        self.settled = asyncio.Event()  # set once it is open, or has failed to open
+        self.task: asyncio.Task[None] | None = None
+
+
+async def hold_socket(
+    url: str, token: str, source_ip: str, compression: str | None, socket: Socket
+) -> None:
+    """Connect, authenticate, then answer pings until the connection ends."""
+    from websockets.asyncio.client import connect
+
+    async with connect(
+        url,
+        compression=compression,
+        ping_interval=None,  # Engine.IO has its own heartbeat
+        open_timeout=60,
+        max_size=None,
+        proxy=None,
+        local_addr=(source_ip, 0),
+    ) as ws:
+        opening = await ws.recv()
+        if not isinstance(opening, str) or not opening.startswith("0"):
+            raise RuntimeError(f"no Engine.IO open packet: {opening!r}")
+        await ws.send("40" + json.dumps({"token": token}))
+        while True:
+            message = await ws.recv()
+            if message == "2":
+                await ws.send("3")
+            elif isinstance(message, str) and message.startswith("40"):
+                break
+            elif isinstance(message, str) and message.startswith("44"):
+                raise ConnectionRefusedError(message[2:])
+        socket.open = True
+        socket.deflate = bool(ws.protocol.extensions)
+        socket.settled.set()
+        try:
+            async for message in ws:
+                if message == "2":
+                    await ws.send("3")
+        finally:
+            socket.open = False
+
+
+async def client_main(
+    url: str, tokens: list[str], source_ip: str, concurrency: int, compression: str | None
+) -> None:
+    """Open every socket (``concurrency`` handshakes at a time), print ``connected N failed F``,
+    then answer each stdin line with a JSON count of the sockets still open."""
+    sockets = [Socket() for _ in tokens]
+    failures: list[str] = []
+    gate = asyncio.Semaphore(concurrency)
+    started = time.perf_counter()
+
+    async def run(token: str, socket: Socket) -> None:
+        try:
+            await hold_socket(url, token, source_ip, compression, socket)
+        except Exception as exc:  # a refusal, a reset, a timeout: counted
+            failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            socket.settled.set()
+
+    async def open_one(token: str, socket: Socket) -> None:
+        async with gate:
+            socket.task = asyncio.create_task(run(token, socket))
+            await socket.settled.wait()
+
+    await asyncio.gather(*(open_one(t, s) for t, s in zip(tokens, sockets, strict=True)))
+    connected = sum(s.open for s in sockets)
+    took = time.perf_counter() - started
+    deflate = sum(s.deflate for s in sockets)
+    print(json.dumps({"connected": connected, "deflate": deflate, "seconds": took}))
+    sys.stdout.flush()
+    loop = asyncio.get_running_loop()
+    while await loop.run_in_executor(None, sys.stdin.readline):
+        still = sum(s.open for s in sockets)
+        print(json.dumps({"open": still, "failures": failures[:5], "failed": len(failures)}))
+        sys.stdout.flush()
+    for socket in sockets:
+        if socket.task is not None:
+            socket.task.cancel()
+
+
+# --- the bench ---------------------------------------------------------------------------------
+
+
+def procfile_web_options() -> list[str]:
+    """The uvicorn options of the Procfile's ``web`` entry, less its address."""
+    line = next(
+        line
+        for line in (REPO_ROOT / "Procfile").read_text().splitlines()
+        if line.startswith("web:")
+    )
+    words = shlex.split(line.removeprefix("web:"))
+    app_index = next(i for i, w in enumerate(words) if w == "app.main:create_app")
+    options, skip = [], False
+    for word in words[app_index + 1 :]:
+        if skip:
+            skip = False
+        elif word in {"--host", "--port"}:
+            skip = True
+        else:
+            options.append(word)
+    return options
+
+
+def seed_users(database_url: str, count: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """``count`` users in families of four: (user id, family id, role)."""
+    families = [uuid.uuid4() for _ in range((count + FAMILY_SIZE - 1) // FAMILY_SIZE)]
+    users = [
+        (uuid.uuid4(), families[i // FAMILY_SIZE], "parent" if i % FAMILY_SIZE == 0 else "child")
+        for i in range(count)
+    ]
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY families (id, name) FROM STDIN") as copy:
+            for family_id in families:
+                copy.write_row((family_id, "Bench"))
+        with cur.copy(
+            "COPY users (id, family_id, email, display_name, role, password_hash) FROM STDIN"
+        ) as copy:
+            for user_id, family_id, role in users:
+                copy.write_row((user_id, family_id, f"{user_id}@bench.test", "Bench", role, "x"))
+    return users
+
+
+def issue_tokens(users: list[tuple[uuid.UUID, uuid.UUID, str]]) -> list[str]:
+    """Access tokens as the login endpoint issues them."""
+    from app.auth.tokens import issue_token
+    from app.families.models import Role, User
+    from app.settings import Settings
+
+    settings = Settings(environment="test", jwt_secret=JWT_SECRET)
+    return [
+        issue_token(User(id=user_id, family_id=family_id, role=Role(role)), settings)
+        for user_id, family_id, role in users
+    ]
+
+
+class Clients:
+    """The client processes of one phase."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+
+    def read_all(self) -> list[dict[str, Any]]:
+        answers = []
+        for child in self.children:
+            assert child.process.stdout is not None
+            line = child.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{child.name} failed:\n{child.log_tail()}")
+            answers.append(json.loads(line))
+        return answers
+
+    def ask(self) -> list[dict[str, Any]]:
+        for child in self.children:
+            assert child.process.stdin is not None
+            child.process.stdin.write("report\n")
+            child.process.stdin.flush()
+        return self.read_all()
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
+
+
+def open_sockets(
+    name: str,
+    url: str,
+    tokens: list[str],
+    args: argparse.Namespace,
+    compression: str,
+    source_net: int,
+    scratch: Path,
+    log_dir: Path,
+) -> Clients:
+    """Start the client processes (each from its own loopback source address, so no phase
+    runs out of ephemeral ports) and return once each has opened its share."""
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    share = (len(tokens) + args.clients - 1) // args.clients
+    children = []
+    for index in range(args.clients):
+        mine = tokens[index * share : (index + 1) * share]
+        if not mine:
+            continue
+        token_file = scratch / f"{name}-{index}.tokens"
+        token_file.write_text("\n".join(mine))
+        source_ip = f"127.{source_net}.{index // 250}.{index % 250 + 2}"
+        argv = [sys.executable, __file__, "--client", ws_url, str(token_file), source_ip]
+        argv += [str(args.concurrency), compression]
+        children.append(start_child(f"{name}-client{index}", argv, os.environ, log_dir, pipes=True))
+    return Clients(children)
+
+
+def presence_count(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM presence_sockets").fetchone()
+    return int(row[0]) if row else 0
+
+
+def measure_server(
+    name: str,
+    server: Child,
+    url: str,
+    tokens: list[str],
+    args: argparse.Namespace,
+    compression: str,
+    source_net: int,
+    database_url: str | None,
+    scratch: Path,
+    log_dir: Path,
+) -> dict[str, Any]:
+    """Warm the server up, read its RSS, hold ``tokens`` idle sockets, read it again."""
+    warm = open_sockets(
+        f"{name}-warmup",
+        url,
+        tokens[:WARMUP_CONNECTIONS],
+        args,
+        compression,
+        source_net,
+        scratch,
+        log_dir,
+    )
+    try:
+        warmed = warm.read_all()
+    finally:
+        warm.stop()
+    if sum(a["connected"] for a in warmed) < min(WARMUP_CONNECTIONS, len(tokens)):
+        raise RuntimeError(f"{name}: warm-up connections failed: {warmed}")
+    time.sleep(3)  # the server notices the closed warm-up sockets and forgets them
+    quiet = wait_for_quiet(args.quiet_load, label=name)
+    load_before = load_average()
+    rss_before = rss_kib(server.process.pid)
+    clients = open_sockets(name, url, tokens, args, compression, source_net + 1, scratch, log_dir)
+    try:
+        opened = clients.read_all()
+        connected = sum(a["connected"] for a in opened)
+        deflate = sum(a["deflate"] for a in opened)
+        connect_seconds = max(a["seconds"] for a in opened)
+        rss_connected = rss_kib(server.process.pid)
+        print(
+            f"  {connected}/{len(tokens)} connected in {connect_seconds:.1f} s;"
+            f" holding {args.hold:g} s ...",
+            flush=True,
+        )
+        server.check_alive()
+        time.sleep(args.hold)
+        server.check_alive()
+        rss_after = rss_kib(server.process.pid)
+        reports = clients.ask()
+        still_open = sum(r["open"] for r in reports)
+        server_side = presence_count(database_url) if database_url else None
+    finally:
+        clients.stop()
+    failures = [f for r in reports for f in r["failures"]]
+    per_connection = (rss_after - rss_before) / connected if connected else None
+    return {
+        "connections": len(tokens),
+        "connected": connected,
+        "deflate_negotiated": deflate,
+        "failed": sum(r["failed"] for r in reports),
+        "failure_examples": failures[:5],
+        "open_after_hold": still_open,
+        "server_side_sockets_after_hold": server_side,
+        "connect_seconds": round(connect_seconds, 1),
+        "rss_kib_before": rss_before,
+        "rss_kib_connected": rss_connected,
+        "rss_kib_after_hold": rss_after,
+        "kib_per_connection": round(per_connection, 2) if per_connection else None,
+        "quiet": quiet,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
+
+
+def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    env = system_env(database_url)
+    users = seed_users(database_url, args.connections)
+    tokens = issue_tokens(users)
+    results: dict[str, Any] = {}
+    source_net = 10
+    with tempfile.TemporaryDirectory() as scratch:
+        for compression in args.compression.split(","):
+            # Both servers get the Procfile's uvicorn options (e.g. its WebSocket settings).
+            options = procfile_web_options()
+            servers = [("system", "app.main:create_app", options, env)]
+            if not args.skip_baseline:
+                bare_options = ["--app-dir", "bench", *(o for o in options if o != "--factory")]
+                servers.insert(0, ("bare", "peers:bare_app", bare_options, os.environ))
+            for kind, app, extra, server_env in servers:
+                name = f"{kind}-{compression}"
+                print(f"{name}: {args.connections} idle sockets ...", flush=True)
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                with ExitStack() as stack:
+                    argv = uvicorn_argv(app, port, *extra, *args.uvicorn_arg)
+                    server = start_child(name, argv, server_env, log_dir)
+                    stack.callback(server.stop)
+                    probe = f"{url}/socket.io/?EIO=4&transport=polling"
+                    server.wait_for_http(probe if kind == "bare" else f"{url}/healthz")
+                    result = measure_server(
+                        name,
+                        server,
+                        url,
+                        tokens,
+                        args,
+                        compression,
+                        source_net,
+                        database_url if kind == "system" else None,
+                        Path(scratch),
+                        log_dir,
+                    )
+                    results[name] = result
+                    source_net += 2
+                    print(
+                        f"  {result['kib_per_connection']} KiB per connection"
+                        f" ({result['rss_kib_before'] / 1024:.0f} MiB ->"
+                        f" {result['rss_kib_after_hold'] / 1024:.0f} MiB);"
+                        f" {result['open_after_hold']} open after {args.hold:g} s;"
+                        f" load {result['load_before']} -> {result['load_after']}",
+                        flush=True,
+                    )
+                if kind == "system":
+                    with psycopg.connect(database_url, autocommit=True) as conn:
+                        conn.execute("DELETE FROM presence_sockets")
+                        conn.execute("DELETE FROM realtime_nodes")
+    return results
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    phases = results["phases"]
+    print(
+        f"\nWeb-process memory per idle authenticated WebSocket (DESIGN.md §11):"
+        f" {args.connections:,} sockets from {args.clients} client processes, held {args.hold:g} s"
+    )
+    print(f"  code under test: {results['source']}")
+    print(
+        f"  {'server-client offer':<26}{'deflate':>10}{'connected':>10}{'open':>7}"
+        f"{'RSS MiB':>16}"
+        f"{'KiB/conn':>10}{'connect s':>10}  load before/after"
+    )
+    for name, r in phases.items():
+        rss = f"{r['rss_kib_before'] / 1024:.0f} -> {r['rss_kib_after_hold'] / 1024:.0f}"
+        per = r["kib_per_connection"]
+        flag = "" if r["quiet"]["quiet"] else "  (machine not quiet)"
+        print(
+            f"  {name:<26}{r['deflate_negotiated']:>10}{r['connected']:>10}"
+            f"{r['open_after_hold']:>7}{rss:>16}"
+            f"{per if per is not None else float('nan'):>10.2f}{r['connect_seconds']:>10.1f}"
+            f"  {r['load_before'][0]:.2f} / {r['load_after'][0]:.2f}{flag}"
+        )
+        if r["failure_examples"]:
+            print(f"    failures ({r['failed']}), e.g.: {r['failure_examples'][0]}")
+    verdicts: dict[str, Any] = {}
+    print("Budget (DESIGN.md §11): <= 30 KB per idle authenticated socket, 10,000 on one process")
+    print("  (30 KB read as 30 KiB = 30,720 bytes, the lenient reading; RSS growth / sockets)")
+    judged = [n for n in ("system-deflate", "system-none") if n in phases]
+    for name in judged:
+        r = phases[name]
+        all_held = r["connected"] == r["open_after_hold"] == args.connections
+        server_ok = r["server_side_sockets_after_hold"] == args.connections
+        per = r["kib_per_connection"]
+        at_scale = args.connections >= 10_000
+        ok = per is not None and per <= BUDGET_KIB and all_held and server_ok and at_scale
+        verdicts[name] = {"ok": ok, "all_held": all_held, "kib": per}
+        role = "verdict (browser-like client)" if name == judged[0] else "for reference"
+        print(
+            f"  {name} [{role}]: {per} KiB/conn (budget <= {BUDGET_KIB}); {r['open_after_hold']}/"
+            f"{args.connections} open after {args.hold:g} s, server counts"
+            f" {r['server_side_sockets_after_hold']}  {'PASS' if ok else 'FAIL'}"
+            + ("" if at_scale else f" (only {args.connections:,} asked for)")
+        )
+    verdicts["verdict_on"] = judged[0] if judged else None
+    return verdicts
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)
+    limit = raise_fd_limit()
+    if limit < args.connections + 1000:
+        print(
+            f"open-files limit is {limit}: too low for {args.connections} sockets", file=sys.stderr
+        )
+        return 2
+    log_dir = RESULTS_DIR / "idle_connections-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+    args_out = {k: v for k, v in vars(args).items() if k != "database_url"}
+    results: dict[str, Any] = {"args": args_out, "source": source_version(), "fd_limit": limit}
+    results["load_average_start"] = load_average()
+    with scratch_database(args.database_url, "bench_idle") as database_url:
+        migrate(database_url, system_env(database_url))
+        results["phases"] = measure(database_url, args, log_dir)
+    results["load_average_end"] = load_average()
+    results["budget"] = report(results, args)
+    out = RESULTS_DIR / "idle_connections.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {log_dir.relative_to(REPO_ROOT)}/")
+    verdict_on = results["budget"]["verdict_on"]
+    return 0 if verdict_on and results["budget"][verdict_on]["ok"] else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        url, token_file, source_ip, concurrency, compression = sys.argv[2:7]
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                client_main(
+                    url,
+                    Path(token_file).read_text().split("\n"),
+                    source_ip,
+                    int(concurrency),
+                    None if compression == "none" else compression,
+                )
+            )
+        sys.exit(0)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
+        sys.exit(130)
