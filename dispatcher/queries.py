@@ -80,13 +80,17 @@ FROM (
 # elsewhere: the batch must not overtake it. Rows backing off after a failure do not count, so a
 # poison row never blocks its stream. Only pending rows are read (a small, indexed set).
 EARLIER_IN_FLIGHT = """
+WITH earlier AS MATERIALIZED (
+    -- Walks the small pending-only index; delivered rows never enter the picture.
+    SELECT id FROM outbox_events
+    WHERE status = 'pending'
+      AND id < %(max_id)s
+      AND NOT (id = ANY(%(ids)s))
+      AND next_attempt_at <= now()
+)
 SELECT r.stream, min(r.seq)
-FROM outbox_events AS e
+FROM earlier AS e
 JOIN outbox_recipients AS r ON r.event_id = e.id
-WHERE e.status = 'pending'
-  AND e.id < %(max_id)s
-  AND NOT (e.id = ANY(%(ids)s))
-  AND e.next_attempt_at <= now()
-  AND r.stream = ANY(%(streams)s)
+WHERE r.stream = ANY(%(streams)s)
 GROUP BY r.stream
 """
