@@ -143,12 +143,13 @@ class Worker:
 
     async def _handle(self, batch: list[OutboxEventRow], token: uuid.UUID) -> int:
         """Deliver what can be, record failures; return how many rows were held back."""
-        deliverable = [e for e in batch if payload_model(e.type, e.version) is not None]
-        failures = {
-            e.id: f"unknown event type {e.type!r} version {e.version}"
-            for e in batch
-            if payload_model(e.type, e.version) is None
-        }
+        deliverable: list[OutboxEventRow] = []
+        failures: dict[int, str] = {}
+        for e in batch:
+            if payload_model(e.type, e.version) is None:
+                failures[e.id] = f"unknown event type {e.type!r} version {e.version}"
+            else:
+                deliverable.append(e)
         held_back_count = 0
         if deliverable:
             try:

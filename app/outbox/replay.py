@@ -47,6 +47,8 @@ class CatchUp:
     purged: bool
     # The seq the client may resume from.
     last_seq: int
+    # The newest delivered seq of the stream (0 when it has none).
+    head: int
 
     @property
     def complete(self) -> bool:
@@ -70,6 +72,7 @@ async def events_after(session: AsyncSession, *, stream: str, after: int, limit:
         has_more=len(rows) > limit,
         purged=purged,
         last_seq=last_seq,
+        head=newest or 0,
     )
 
 

@@ -55,7 +55,7 @@ async def catch_up(
                 if page.complete:
                     replayed = page.envelopes
                 elif page.has_more:
-                    resume_from = await stream_head(session, stream=stream)
+                    resume_from = page.head
     except SQLAlchemyError:
         logger.warning("replay failed; the client must refetch", exc_info=True)
         recovered, resume_from = False, None

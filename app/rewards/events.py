@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,16 +89,23 @@ def _record(session: AsyncSession, payload: EventPayload, claim: RewardClaim) ->
     stage(session, payload, streams=[user_room(claim.member_id)], family_id=claim.family_id)
 
 
+def _facts(claim: RewardClaim) -> dict[str, Any]:
+    """The fields of ClaimFacts, which every claim event carries."""
+    return {
+        "claim_id": claim.id,
+        "reward_id": claim.reward_id,
+        "member_id": claim.member_id,
+        "reward": RewardOut.model_validate(claim.reward),
+        "status": claim.status,
+        "karma_cost": claim.karma_cost,
+    }
+
+
 def record_created(
     *, session: AsyncSession, claim: RewardClaim, new_balance: int, approval_task_id: uuid.UUID
 ) -> None:
     payload = ClaimCreated(
-        claim_id=claim.id,
-        reward_id=claim.reward_id,
-        member_id=claim.member_id,
-        reward=RewardOut.model_validate(claim.reward),
-        status=claim.status,
-        karma_cost=claim.karma_cost,
+        **_facts(claim),
         new_balance=new_balance,
         approval_task_id=approval_task_id,
         created_at=claim.created_at,
@@ -115,12 +123,7 @@ def _decision(claim: RewardClaim) -> tuple[uuid.UUID, datetime]:
 def record_approved(*, session: AsyncSession, claim: RewardClaim) -> None:
     decided_by, decided_at = _decision(claim)
     payload = ClaimApproved(
-        claim_id=claim.id,
-        reward_id=claim.reward_id,
-        member_id=claim.member_id,
-        reward=RewardOut.model_validate(claim.reward),
-        status=claim.status,
-        karma_cost=claim.karma_cost,
+        **_facts(claim),
         decided_by=decided_by,
         decided_at=decided_at,
     )
@@ -130,12 +133,7 @@ def record_approved(*, session: AsyncSession, claim: RewardClaim) -> None:
 def record_rejected(*, session: AsyncSession, claim: RewardClaim, new_balance: int) -> None:
     decided_by, decided_at = _decision(claim)
     payload = ClaimRejected(
-        claim_id=claim.id,
-        reward_id=claim.reward_id,
-        member_id=claim.member_id,
-        reward=RewardOut.model_validate(claim.reward),
-        status=claim.status,
-        karma_cost=claim.karma_cost,
+        **_facts(claim),
         decided_by=decided_by,
         decided_at=decided_at,
         refunded_karma=claim.karma_cost,
