@@ -10,8 +10,16 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 logger = logging.getLogger(__name__)
+
+
+def with_application_name(conninfo: str, name: str) -> str:
+    """``conninfo`` naming its sessions ``name`` (for pg_stat_activity), unless it names them."""
+    if conninfo_to_dict(conninfo).get("application_name"):
+        return conninfo
+    return make_conninfo(conninfo, application_name=name)
 
 
 async def listen(
@@ -27,7 +35,9 @@ async def listen(
     listen_statement = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                with_application_name(conninfo, f"listen:{channel}"), autocommit=True
+            ) as conn:
                 await conn.execute(listen_statement)
                 # Only now can no notification be missed, so callers scan their table here.
                 if on_connect is not None:

@@ -13,10 +13,12 @@ from psycopg_pool import AsyncConnectionPool
 from pythonjsonlogger.json import JsonFormatter
 
 import app.outbox.catalogue  # noqa: F401  (registers every event type the dispatcher may emit)
+from app.notifications import with_application_name
 from app.realtime.server import create_client_manager
 from app.settings import Settings, get_settings
 from dispatcher.jobs import create_scheduler
 from dispatcher.listener import wake_on_notify
+from dispatcher.liveness import Liveness
 from dispatcher.push_sender import PushSender
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import Worker
@@ -35,28 +37,53 @@ def configure_logging(settings: DispatcherSettings) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def connection_options(settings: DispatcherSettings) -> str:
+    """Server settings of the drain pool's sessions."""
+    # The dispatcher's own writes (claims, delivered marks) need not wait for the WAL flush:
+    # if the server crashed and lost them, the rows would just be claimed and delivered again
+    # (at least once; clients dedupe). The events themselves were made durable by the writers'
+    # synchronous commits. The timeouts bound every wait on another process (docs/delivery.md).
+    timeouts = {
+        "lock_timeout": settings.lock_timeout_seconds,
+        "statement_timeout": settings.statement_timeout_seconds,
+        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_seconds,
+    }
+    return " ".join(
+        ["-c synchronous_commit=off"]
+        + [f"-c {name}={round(seconds * 1000)}ms" for name, seconds in timeouts.items()]
+    )
+
+
 async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
     """Run until SIGTERM/SIGINT, then finish the batch in hand and exit."""
     manager = create_client_manager(app_settings, write_only=True)
     wake = asyncio.Event()
     pool = AsyncConnectionPool(
-        app_settings.database_url,
+        with_application_name(app_settings.database_url, "dispatcher"),
         min_size=2,
         max_size=4,
-        # The dispatcher's own writes (claims, delivered marks) need not wait for the WAL flush:
-        # if the server crashed and lost them, the rows would just be claimed and delivered
-        # again (at least once; clients dedupe). The events themselves were made durable by the
-        # writers' synchronous commits. A broken connection fails its drain, which is retried,
-        # and the pool discards it; no extra round trip to check each checkout.
-        kwargs={"autocommit": True, "options": "-c synchronous_commit=off"},
+        # A broken connection fails its drain, which is retried, and the pool discards it; no
+        # extra round trip to check each checkout.
+        kwargs={
+            "autocommit": True,
+            "options": connection_options(settings),
+        },
         open=False,
+    )
+    liveness = Liveness(
+        app_settings.database_url, interval_seconds=settings.liveness_interval_seconds
     )
     async with pool:
         # Web Push (DESIGN §8): the worker queues pushes, a sender loop of their own sends them.
         pusher = PushSender.from_settings(app_settings, settings)
         push_channel = settings.push_channel if app_settings.web_push_enabled else None
         worker = Worker(
-            pool=pool, manager=manager, settings=settings, wake=wake, push_channel=push_channel
+            pool=pool,
+            manager=manager,
+            settings=settings,
+            wake=wake,
+            liveness=liveness,
+            push_channel=push_channel,
         )
         if pusher is None:
             logger.info("web push sender off: no VAPID private key configured")
@@ -79,6 +106,7 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
                 keepalive_seconds=settings.listener_keepalive_seconds,
             )
         )
+        keeping_alive = asyncio.create_task(liveness.run())
         pushing = asyncio.create_task(pusher.run()) if pusher is not None else None
         if pushing is not None:
             # A push sender that dies takes the process down (its error is raised below).
@@ -90,9 +118,10 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
                 pusher.stop()
                 await pushing
             scheduler.shutdown(wait=False)
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, keeping_alive):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def main() -> None:

@@ -142,7 +142,7 @@ async def events_by_id(conn: AsyncConnection[Any], event_ids: list[int]) -> list
 REPLAY = """
 UPDATE outbox_events AS e
 SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL,
-    claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
+    failing_since = NULL, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
 WHERE e.id = ANY(%(ids)s)
   AND NOT (e.status = 'pending' AND e.lease_expires_at IS NOT NULL AND e.lease_expires_at > now())
   AND {where}

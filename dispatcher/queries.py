@@ -37,6 +37,8 @@ WHERE id = ANY(%(ids)s) AND claim_token = %(token)s
 RETURNING id
 """
 
+# A failure starts the event's bounded hold on its streams (``failing_since``, see
+# EARLIER_IN_FLIGHT); after the last attempt the row is dead and holds nothing.
 MARK_FAILED = """
 WITH failure AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(delays)s::float8[], %(errors)s::text[])
@@ -45,6 +47,7 @@ WITH failure AS (
 UPDATE outbox_events AS e
 SET status = CASE WHEN e.attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' END,
     next_attempt_at = now() + make_interval(secs => failure.delay),
+    failing_since = coalesce(e.failing_since, now()),
     last_error = failure.error,
     errors = jsonb_path_query_array(
         e.errors || jsonb_build_array(jsonb_build_object(
@@ -57,40 +60,79 @@ WHERE e.id = failure.id AND e.claim_token = %(token)s
 RETURNING e.id, e.type, e.status, e.attempts
 """
 
-# On shutdown: hand unfinished rows back at once, without counting the attempt.
+# Hands rows back without counting the attempt: at once on shutdown, a little later when they
+# were held back (so the next claims move on to other streams instead of taking them again).
 RELEASE_CLAIM = """
-UPDATE outbox_events
+WITH released AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(delays)s::float8[]) AS r(id, delay)
+)
+UPDATE outbox_events AS e
 SET claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL,
-    attempts = greatest(attempts - 1, 0)
-WHERE id = ANY(%(ids)s) AND claim_token = %(token)s AND status = 'pending'
+    attempts = greatest(e.attempts - 1, 0),
+    next_attempt_at = now() + make_interval(secs => released.delay)
+FROM released
+WHERE e.id = released.id AND e.claim_token = %(token)s AND e.status = 'pending'
 """
 
 # Serialises delivery per stream across dispatchers: streams hash into a fixed number of
-# advisory-lock buckets (bounding the locks one transaction takes), locked in sorted order.
-LOCK_STREAMS = """
-SELECT count(pg_advisory_xact_lock(%(lock_class)s, bucket))
-FROM (
-    SELECT DISTINCT abs(hashtext(stream)) %% %(buckets)s AS bucket
-    FROM unnest(%(streams)s::text[]) AS stream
-    ORDER BY bucket
-) AS buckets
+# advisory-lock buckets (bounding the locks one transaction takes). Only tried, never waited
+# for: a stream another dispatcher is delivering right now is held back, so a stalled
+# dispatcher can never stop the others. Returns the streams that could not be locked.
+TRY_LOCK_STREAMS = """
+SELECT stream FROM unnest(%(streams)s::text[]) AS stream
+WHERE NOT pg_try_advisory_xact_lock(%(lock_class)s, abs(hashtext(stream)) %% %(buckets)s)
 """
 
-# For each stream of the batch, the first seq held by an earlier event that is due or in flight
-# elsewhere: the batch must not overtake it. Rows backing off after a failure do not count, so a
-# poison row never blocks its stream. Only pending rows are read (a small, indexed set).
+# For each stream of the batch, the first seq held by an earlier pending event: the batch must
+# not overtake it (per-stream order). An event that keeps failing holds its streams only for
+# `hold_seconds` after its first failure; later events then go ahead and the client fills the
+# gap when it is delivered late, or is told when it dies (docs/delivery.md). Also how long the
+# oldest live claim among those earlier events has been in flight: the longer, the longer the
+# held rows wait before they are claimed again (a stalled owner's stream would otherwise be
+# claimed and released over and over). Only pending rows are read (a small, indexed set).
 EARLIER_IN_FLIGHT = """
 WITH earlier AS MATERIALIZED (
     -- Walks the small pending-only index; delivered rows never enter the picture.
-    SELECT id FROM outbox_events
+    SELECT id, lease_expires_at FROM outbox_events
     WHERE status = 'pending'
       AND id < %(max_id)s
       AND NOT (id = ANY(%(ids)s))
-      AND next_attempt_at <= now()
+      AND (failing_since IS NULL
+           OR failing_since > now() - make_interval(secs => %(hold_seconds)s))
 )
-SELECT r.stream, min(r.seq)
+SELECT r.stream, min(r.seq),
+       coalesce(max(extract(epoch FROM now() - e.lease_expires_at) + %(lease_seconds)s)
+                FILTER (WHERE e.lease_expires_at > now()), 0)::float8
 FROM earlier AS e
 JOIN outbox_recipients AS r ON r.event_id = e.id
 WHERE r.stream = ANY(%(streams)s)
 GROUP BY r.stream
+"""
+
+# Liveness (dispatcher.liveness): each dispatcher holds a shared session-level advisory lock
+# keyed by its owner name for as long as its database session lives. Leases held by an owner
+# with no such lock (its process died, or its session did) are expired at once, so the next
+# claim takes their rows without waiting out the lease; a live but slow owner keeps its lease.
+TAKE_LIVENESS_LOCK = "SELECT pg_advisory_lock_shared(%(lock_class)s, hashtext(%(owner)s))"
+
+LIVE_OWNER_KEYS = """
+SELECT objid FROM pg_locks
+WHERE locktype = 'advisory' AND classid = %(lock_class)s::oid AND objsubid = 2 AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+EXPIRE_DEAD_OWNERS_LEASES = f"""
+UPDATE outbox_events SET lease_expires_at = now()
+WHERE status = 'pending' AND lease_expires_at > now()
+  AND hashtext(claimed_by)::oid NOT IN ({LIVE_OWNER_KEYS})
+RETURNING id
+"""
+
+HEARTBEAT = """
+INSERT INTO outbox_workers (owner, host, pid) VALUES (%(owner)s, %(host)s, %(pid)s)
+ON CONFLICT (owner) DO UPDATE SET heartbeat_at = clock_timestamp()
+"""
+
+FORGET_DEAD_WORKERS = f"""
+DELETE FROM outbox_workers WHERE hashtext(owner)::oid NOT IN ({LIVE_OWNER_KEYS})
 """

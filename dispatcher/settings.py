@@ -20,6 +20,19 @@ class DispatcherSettings(BaseSettings):
     poll_interval_seconds: float = Field(default=0.5, gt=0)
     # How long a claim stays fenced; a crashed dispatcher's rows are reclaimed after it.
     lease_seconds: float = Field(default=30.0, gt=0)
+    # How long after a crash its leases are reclaimed (a liveness check runs this often).
+    liveness_interval_seconds: float = Field(default=1.0, gt=0)
+    # An event that keeps failing holds back the later events of its streams (their order) for
+    # this long after its first failure; then they go ahead and it is delivered late, or dies.
+    stream_hold_seconds: float = Field(default=30.0, ge=0)
+    # A row held back behind another dispatcher's delivery of its stream is claimable again
+    # after this; meanwhile claims move on to other streams.
+    held_back_retry_seconds: float = Field(default=0.05, gt=0)
+    # Nothing waits on another process without a bound: a lock wait, a statement, and above
+    # all a transaction left open by a stalled dispatcher (its locks are freed when it is cut).
+    lock_timeout_seconds: float = Field(default=2.0, gt=0)
+    statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    idle_in_transaction_timeout_seconds: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=10, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,33 +20,39 @@ from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import payload_model
 from app.realtime.pg_manager import PostgresManager
 from dispatcher import metrics, push_sender, queries
+from dispatcher.liveness import Liveness
 from dispatcher.settings import DispatcherSettings
 
 logger = logging.getLogger(__name__)
 
 STREAM_LOCK_CLASS = 7_001  # the advisory-lock namespace of stream delivery
-STREAM_LOCK_BUCKETS = 128
-# An event held back behind another dispatcher's in-flight batch is retried this soon.
-HELD_BACK_RETRY_SECONDS = 0.005
+STREAM_LOCK_BUCKETS = 1024
 
 
-def process_owner() -> str:
-    """A claim owner unique to this process start."""
-    return f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+def held_back(
+    events: list[OutboxEventRow], first_waiting: dict[str, tuple[int, float]]
+) -> dict[int, float]:
+    """Events that must wait for an earlier event of one of their streams, with how long.
 
-
-def held_back(events: list[OutboxEventRow], first_waiting: dict[str, int]) -> set[int]:
-    """Ids of events that must wait for an earlier event of one of their streams.
-
-    ``first_waiting`` maps a stream to the seq of its earliest event in flight elsewhere. An
-    event held back also holds back the later events of each of its own streams (events are
-    visited in id order, which is seq order within every stream).
+    ``first_waiting`` maps a stream to the seq of its earliest event still pending elsewhere
+    (0 for a stream another dispatcher is delivering right now: all of its events wait) and
+    how long that stream's oldest live claim has been in flight, which is how long a held event
+    waits before it is claimed again (the floor is applied by the caller). An event held back
+    also holds back the later events of each of its own streams (events are visited in id
+    order, which is seq order within every stream).
     """
-    limit = dict(first_waiting)
-    waiting: set[int] = set()
+    limit = {stream: seq for stream, (seq, _) in first_waiting.items()}
+    waiting: dict[int, float] = {}
     for event in sorted(events, key=lambda e: e.id):
         if any(seq > limit.get(stream, seq) for stream, seq in event.recipients):
-            waiting.add(event.id)
+            waiting[event.id] = max(
+                (
+                    first_waiting[stream][1]
+                    for stream, _ in event.recipients
+                    if stream in first_waiting
+                ),
+                default=0.0,
+            )
             for stream, seq in event.recipients:
                 limit[stream] = min(limit.get(stream, seq), seq)
     return waiting
@@ -69,15 +74,17 @@ class Worker:
         manager: socketio.AsyncManager,
         settings: DispatcherSettings,
         wake: asyncio.Event,
+        liveness: Liveness,
         push_channel: str | None = None,
     ) -> None:
         self.pool = pool
         self.manager = manager
         self.settings = settings
         self.wake = wake
+        # Claims are taken in the name of the liveness session's current owner.
+        self.liveness = liveness
         # Set when Web Push is on: finished events queue their pushes, waking this channel.
         self.push_channel = push_channel
-        self.owner = process_owner()
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -86,7 +93,7 @@ class Worker:
         self.wake.set()
 
     async def run(self) -> None:
-        logger.info("dispatcher worker started", extra={"owner": self.owner})
+        logger.info("dispatcher worker started", extra={"owner": self.liveness.owner})
         while not self.stopping.is_set():
             # Cleared before the claim, so a NOTIFY that lands during it is not lost.
             self.wake.clear()
@@ -99,7 +106,7 @@ class Worker:
                 handled = 0
             if handled < self.settings.batch_size:
                 await self._wait_for_work()
-        logger.info("dispatcher worker stopped", extra={"owner": self.owner})
+        logger.info("dispatcher worker stopped", extra={"owner": self.liveness.owner})
 
     async def _wait_for_work(self) -> None:
         # On timeout, the polling fallback: scan anyway.
@@ -121,9 +128,7 @@ class Worker:
             await self._release([e.id for e in batch], token)
             raise
         if held_back_count:
-            # Another dispatcher is about to deliver the events these wait for: retry at once
-            # rather than after a poll interval.
-            await asyncio.sleep(HELD_BACK_RETRY_SECONDS)
+            # The held rows wait a moment; other streams' rows may be claimable right now.
             return self.settings.batch_size
         return len(batch)
 
@@ -133,7 +138,7 @@ class Worker:
                 queries.CLAIM_BATCH,
                 {
                     "limit": self.settings.batch_size,
-                    "owner": self.owner,
+                    "owner": self.liveness.owner,
                     "token": token,
                     "lease_seconds": self.settings.lease_seconds,
                 },
@@ -170,8 +175,8 @@ class Worker:
         # Pipeline mode: statements whose results are not needed yet travel together, so the
         # transaction costs three round trips instead of seven.
         async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute(
-                queries.LOCK_STREAMS,
+            locked_elsewhere = await conn.execute(
+                queries.TRY_LOCK_STREAMS,
                 {
                     "lock_class": STREAM_LOCK_CLASS,
                     "buckets": STREAM_LOCK_BUCKETS,
@@ -180,11 +185,27 @@ class Worker:
             )
             cur = await conn.execute(
                 queries.EARLIER_IN_FLIGHT,
-                {"max_id": max(by_id), "ids": list(by_id), "streams": streams},
+                {
+                    "max_id": max(by_id),
+                    "ids": list(by_id),
+                    "streams": streams,
+                    "hold_seconds": self.settings.stream_hold_seconds,
+                    "lease_seconds": self.settings.lease_seconds,
+                },
             )
-            waiting = held_back(events, dict(await cur.fetchall()))
+            first_waiting = {stream: (seq, age) for stream, seq, age in await cur.fetchall()}
+            first_waiting.update({row[0]: (0, 0.0) for row in await locked_elsewhere.fetchall()})
+            waiting = held_back(events, first_waiting)
             if waiting:
-                await conn.execute(queries.RELEASE_CLAIM, {"ids": sorted(waiting), "token": token})
+                floor, ceiling = self.settings.held_back_retry_seconds, self.settings.lease_seconds
+                await conn.execute(
+                    queries.RELEASE_CLAIM,
+                    {
+                        "ids": list(waiting),
+                        "delays": [min(max(age, floor), ceiling) for age in waiting.values()],
+                        "token": token,
+                    },
+                )
             ready = [event_id for event_id in by_id if event_id not in waiting]
             cur = await conn.execute(queries.MARK_DELIVERED, {"ids": ready, "token": token})
             finished = sorted(row[0] for row in await cur.fetchall())
@@ -243,9 +264,26 @@ class Worker:
             "max_attempts": self.settings.max_attempts,
             "token": token,
         }
-        async with self.pool.connection() as conn:
+        by_id = {e.id: e for e in events}
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(queries.MARK_FAILED, params)
             rows = await cur.fetchall()
+            dead_streams = sorted(
+                {
+                    stream
+                    for row in rows
+                    if row[2] == "dead"
+                    for stream, _ in by_id[row[0]].recipients
+                }
+            )
+            if dead_streams:
+                # A dead event leaves a hole no replay can fill: its streams' clients are told
+                # (with the Postgres manager, in the very transaction that marks it dead).
+                async with self._publishing(conn):
+                    for stream in dead_streams:
+                        await self.manager.emit(
+                            "resync", {"stream": stream, "reason": "dead"}, room=stream
+                        )
         for event_id, event_type, status, attempt in rows:
             metrics.FAILED.labels(event_type).inc()
             fields = {
@@ -262,5 +300,8 @@ class Worker:
 
     async def _release(self, event_ids: list[int], token: uuid.UUID) -> None:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(queries.RELEASE_CLAIM, {"ids": event_ids, "token": token})
+            cur = await conn.execute(
+                queries.RELEASE_CLAIM,
+                {"ids": event_ids, "delays": [0.0] * len(event_ids), "token": token},
+            )
         logger.info("released unfinished claims", extra={"rows": cur.rowcount})

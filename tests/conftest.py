@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -92,6 +92,21 @@ def dispatcher(database_url: str, log_dir: Path) -> Iterator[ManagedProcess]:
     proc = dispatcher_process(database_url, log_dir)
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def start_dispatcher(database_url: str, log_dir: Path) -> Iterator[Callable[..., ManagedProcess]]:
+    """Starts dispatcher processes (with extra environment) that are stopped after the test."""
+    started: list[ManagedProcess] = []
+
+    def start(**env: str) -> ManagedProcess:
+        proc = dispatcher_process(database_url, log_dir, **env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
 
 
 @pytest.fixture

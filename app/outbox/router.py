@@ -18,9 +18,13 @@ router = APIRouter(tags=["events"])
 class EventsPage(CamelModel):
     stream: str
     events: list[dict[str, Any]]
-    # False when events after ``after`` are gone (retention): refetch the state instead.
+    # False when events after ``after`` can never be sent (dead, gone with retention, or
+    # ``after`` is beyond the stream's head): refetch the state instead (docs/delivery.md).
     complete: bool
+    # How many seqs after ``after`` can never be sent.
+    missing: int
     has_more: bool
+    # The position to continue from: it stops before an event that is still on its way.
     last_seq: int
 
 
@@ -36,7 +40,8 @@ async def list_events(
     return EventsPage(
         stream=page.stream,
         events=page.envelopes,
-        complete=not page.purged,
+        complete=page.complete,
+        missing=page.missing,
         has_more=page.has_more,
         last_seq=page.last_seq,
     )

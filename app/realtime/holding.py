@@ -3,17 +3,28 @@
 Replay must reach a reconnecting client before the live events that race it. A held socket is
 skipped by live emits (they are buffered for it instead); once its replay is sent, the buffer
 is flushed without what the replay already covered, and the hold is lifted.
+
+They also tell their sockets when live events may have been lost on the way to this process:
+whenever the channel from the other processes (Postgres LISTEN, Redis SUBSCRIBE) is (re)made,
+every local socket gets ``resync`` for each stream it is in, and asks for a catch-up from its
+position (docs/delivery.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import socketio
+from redis.exceptions import RedisError
 from socketio.async_manager import AsyncManager
 
 from app.realtime.pg_manager import PostgresManager
+from app.realtime.rooms import is_stream_room
+
+logger = logging.getLogger(__name__)
 
 # (room the emit was addressed to, event name, data)
 HeldEmit = tuple[str | None, str, Any]
@@ -25,6 +36,8 @@ class HoldingManager(AsyncManager):
     def __init__(self) -> None:
         super().__init__()
         self._held: dict[str, list[HeldEmit]] = {}
+        # Strong references to announcements in flight (the loop keeps only weak ones).
+        self._announcing: set[asyncio.Task[None]] = set()
 
     def hold(self, sid: str) -> None:
         """Buffer live emits to ``sid`` from now on."""
@@ -48,6 +61,26 @@ class HoldingManager(AsyncManager):
 
     def forget(self, sid: str) -> None:
         self._held.pop(sid, None)
+
+    async def announce_channel_lost(self, namespace: str = "/") -> None:
+        """Send ``resync`` to every local socket, once per stream room it is in."""
+        rooms = [room for room in self.rooms.get(namespace, {}) if isinstance(room, str)]
+        streams = [room for room in rooms if is_stream_room(room)]
+        for room in streams:
+            await AsyncManager.emit(
+                self, "resync", {"stream": room, "reason": "channel_lost"}, namespace, room=room
+            )
+        if streams:
+            logger.warning(
+                "manager channel was (re)made; told sockets to resync",
+                extra={"streams": len(streams)},
+            )
+
+    def channel_connected(self) -> None:
+        """The channel from the other processes is (again) in place: local sockets catch up."""
+        task = asyncio.get_running_loop().create_task(self.announce_channel_lost())
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     async def emit(
         self,
@@ -80,11 +113,63 @@ class HoldingManager(AsyncManager):
 class HoldingPostgresManager(PostgresManager, HoldingManager):
     """The default cross-process manager (Postgres LISTEN/NOTIFY), with holds."""
 
+    # PostgresManager's own is a no-op hook, and it comes first in the MRO.
+    channel_connected = HoldingManager.channel_connected
+
 
 class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
-    """python-socketio's Redis manager, with holds."""
+    """python-socketio's Redis manager, with holds, and failures that are not swallowed."""
+
+    publish_timeout_seconds = 5.0
+    max_resubscribe_delay_seconds = 5.0
+    connected: bool  # set by the base class
 
     def __init__(self, url: str, *, channel: str, write_only: bool) -> None:
         # Named explicitly: to mypy the untyped Redis base is Any, so super() would resolve to
         # HoldingManager; at run time the cooperative chain still reaches HoldingManager.
-        socketio.AsyncRedisManager.__init__(self, url, channel=channel, write_only=write_only)
+        socketio.AsyncRedisManager.__init__(
+            self,
+            url,
+            channel=channel,
+            write_only=write_only,
+            redis_options={"socket_connect_timeout": self.publish_timeout_seconds},
+        )
+
+    async def _publish(self, data: Any) -> None:
+        # The base class logs "giving up" and returns: the dispatcher would then mark the event
+        # delivered although no web process got it. Raise instead, so the event is retried.
+        for attempt in range(2):
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                async with asyncio.timeout(self.publish_timeout_seconds):
+                    await self.redis.publish(self.channel, self.json.dumps(data))
+                return
+            except (RedisError, OSError, TimeoutError):
+                self.connected = False
+                if attempt:
+                    raise
+                logger.warning("cannot publish to Redis; reconnecting", exc_info=True)
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        # The base class retries too, but says nothing when it is subscribed again: whatever
+        # was published meanwhile is lost, so the sockets here must catch up.
+        channel = self.channel.encode()
+        delay = 1.0
+        while True:
+            try:
+                self._redis_connect()
+                await self.pubsub.subscribe(self.channel)
+                delay = 1.0
+                self.channel_connected()
+                async for message in self.pubsub.listen():
+                    if (
+                        message["channel"] == channel
+                        and message["type"] == "message"
+                        and "data" in message
+                    ):
+                        yield message["data"]
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis subscription lost; resubscribing", extra={"error": str(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_resubscribe_delay_seconds)

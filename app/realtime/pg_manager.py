@@ -18,7 +18,7 @@ import psycopg
 # Not re-exported by the socketio package itself.
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from app.notifications import listen, notify
+from app.notifications import listen, notify, with_application_name
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class PostgresManager(AsyncPubSubManager):
     name = "postgres"
     keepalive_seconds = 10.0
     reconnect_delay_seconds = 1.0
+    publish_timeout_seconds = 2.0
 
     def __init__(
         self,
@@ -191,23 +192,40 @@ class PostgresManager(AsyncPubSubManager):
         await self._send(encode_bundle([data]))
 
     async def _send(self, payloads: list[str]) -> None:
-        async with self._publisher_lock:
-            for _attempt in range(2):
-                fresh = self._publisher is None or self._publisher.closed
-                if fresh or self._publisher is None:
-                    self._publisher = await psycopg.AsyncConnection.connect(
-                        self.conninfo, autocommit=True
-                    )
-                try:
-                    await notify(self._publisher, self.channel, payloads)
-                    return
-                except psycopg.OperationalError:
-                    await self._publisher.close()
-                    self._publisher = None
-                    # A connection that just opened failing is not staleness: give up.
-                    if fresh:
-                        raise
-                    logger.warning("publishing connection lost; reconnecting")
+        # Bounded, lock wait included: callers publish while holding locks of their own (a
+        # presence decision holds its user's advisory lock), so a wedged connection must fail
+        # them quickly instead of stalling every socket that connects behind them.
+        async with asyncio.timeout(self.publish_timeout_seconds):
+            await self._publisher_lock.acquire()
+        try:
+            async with asyncio.timeout(self.publish_timeout_seconds):
+                await self._send_locked(payloads)
+        except TimeoutError:
+            logger.warning("publishing timed out; dropping the publishing connection")
+            if self._publisher is not None:
+                await self._publisher.close()
+                self._publisher = None
+            raise
+        finally:
+            self._publisher_lock.release()
+
+    async def _send_locked(self, payloads: list[str]) -> None:
+        for _attempt in range(2):
+            fresh = self._publisher is None or self._publisher.closed
+            if fresh or self._publisher is None:
+                self._publisher = await psycopg.AsyncConnection.connect(
+                    with_application_name(self.conninfo, "socketio-publisher"), autocommit=True
+                )
+            try:
+                await notify(self._publisher, self.channel, payloads)
+                return
+            except psycopg.OperationalError:
+                await self._publisher.close()
+                self._publisher = None
+                # A connection that just opened failing is not staleness: give up.
+                if fresh:
+                    raise
+                logger.warning("publishing connection lost; reconnecting")
 
     async def _listen(self) -> AsyncIterator[Message]:
         # Never returns: AsyncPubSubManager._thread stops for good when this generator ends,
@@ -218,6 +236,7 @@ class PostgresManager(AsyncPubSubManager):
             self.channel,
             keepalive_seconds=self.keepalive_seconds,
             reconnect_delay_seconds=self.reconnect_delay_seconds,
+            on_connect=self.channel_connected,
             on_disconnect=assembler.discard_incomplete,
         ):
             for message in assembler.add(payload):
@@ -225,6 +244,9 @@ class PostgresManager(AsyncPubSubManager):
                     self._deliver_soon(message)
                 else:
                     yield message
+
+    def channel_connected(self) -> None:
+        """Called whenever LISTEN is (again) in place; emits sent before may have been lost."""
 
     def _deliver_soon(self, message: Message) -> None:
         """Hand a remote emit to its own task instead of awaiting it here.

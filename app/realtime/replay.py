@@ -6,16 +6,26 @@ import asyncio
 import logging
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.outbox.replay import events_after, stream_head
 from app.realtime.holding import HeldEmit, HoldingManager
+from app.schemas import CamelModel
 
 logger = logging.getLogger(__name__)
 
 CONNECT_WAIT_STEPS = 1000
 CONNECT_WAIT_STEP_SECONDS = 0.005
+
+
+class SyncRequest(CamelModel):
+    """`sync.request` from a client: replay a stream after its position, then `sync`."""
+
+    last_seq: int = Field(ge=0)
+    # The socket's own user stream when not given, or a chat stream (`chat:<id>`) it joined.
+    stream: str | None = Field(default=None, max_length=100)
 
 
 def requested_last_seq(auth: Any, stream: str) -> int | None:
@@ -39,26 +49,27 @@ async def catch_up(
 ) -> None:
     """Send ``sid`` the events after ``last_seq`` (at most ``cap``), then ``sync``, then go live.
 
-    ``sync`` says ``recovered: true`` when the replay holds everything the client missed; with
-    ``false`` (a new client, over the cap, events gone with retention) it must refetch its state.
-    Its ``lastSeq`` is where the client stands afterwards.
+    The socket must be held (``manager.hold``) from before the outbox is read. ``sync`` says
+    ``recovered: true`` when the replay holds everything the client missed that can be sent;
+    with ``false`` (a new client, over the cap, ``missing`` events that are dead or gone with
+    retention, a position beyond the head) it must refetch its state. Its ``lastSeq`` is the
+    client's position afterwards (docs/delivery.md).
     """
     replayed: list[dict[str, Any]] = []
-    resume_from: int | None
+    recovered, missing, resume_from = False, 0, None
     try:
         async with sessionmaker() as session:
             if last_seq is None:
-                recovered, resume_from = False, await stream_head(session, stream=stream)
+                resume_from = await stream_head(session, stream=stream)
             else:
                 page = await events_after(session, stream=stream, after=last_seq, limit=cap)
-                recovered, resume_from = page.complete, page.last_seq
-                if page.complete:
-                    replayed = page.envelopes
-                elif page.has_more:
+                recovered, missing = page.complete and not page.has_more, page.missing
+                if page.has_more:  # over the cap: refetching is cheaper than replaying
                     resume_from = page.head
+                else:
+                    replayed, resume_from = page.envelopes, page.last_seq
     except SQLAlchemyError:
         logger.warning("replay failed; the client must refetch", exc_info=True)
-        recovered, resume_from = False, None
     # The connect handler returns before the server acknowledges the connection; anything
     # sent to the socket before that acknowledgement would be dropped by the client.
     for _ in range(CONNECT_WAIT_STEPS):
@@ -74,18 +85,14 @@ async def catch_up(
         "stream": stream,
         "recovered": recovered,
         "replayed": len(replayed),
+        "missing": missing,
         "lastSeq": resume_from,
     }
     await manager.send_direct(sid, "sync", sync)
+    replayed_ids = {envelope["id"] for envelope in replayed}
 
     def covered(held: HeldEmit) -> bool:
-        room, _, data = held
-        seq = data.get("seq") if isinstance(data, dict) else None
-        return (
-            room == stream
-            and resume_from is not None
-            and isinstance(seq, int)
-            and seq <= resume_from
-        )
+        _, _, data = held
+        return isinstance(data, dict) and data.get("id") in replayed_ids
 
     await manager.release(sid, skip=covered)

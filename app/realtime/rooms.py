@@ -15,3 +15,8 @@ def family_room(family_id: uuid.UUID | str) -> str:
 
 def chat_room(chat_id: uuid.UUID | str) -> str:
     return f"chat:{chat_id}"
+
+
+def is_stream_room(room: str) -> bool:
+    """Whether ``room`` carries an outbox stream (numbered events), not only ephemeral ones."""
+    return room.startswith(("user:", "chat:"))

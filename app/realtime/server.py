@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.tokens import TokenExpired, verify_token
 from app.chat.sockets import register_chat_handlers
 from app.errors import Unauthorized
+from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
 from app.realtime.holding import HoldingManager, HoldingPostgresManager, HoldingRedisManager
-from app.realtime.replay import catch_up, requested_last_seq
-from app.realtime.rooms import family_room, user_room
+from app.realtime.replay import SyncRequest, catch_up, requested_last_seq
+from app.realtime.rooms import family_room, is_stream_room, user_room
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,35 @@ def create_socket_server(
         # Client frames are small (acks, typing, visibility); bigger ones are refused undecoded.
         max_http_buffer_size=64 * 1024,
     )
-    presence = register_chat_handlers(sio, sessionmaker, settings)
+    gate = ClientEventGate(sio, settings)
+    presence = register_chat_handlers(sio, gate, sessionmaker, settings)
     expiry_timers: dict[str, asyncio.TimerHandle] = {}
+    # One catch-up at a time per socket: each holds the socket's live emits until its sync.
+    catching_up: dict[str, asyncio.Lock] = {}
+
+    async def send_catch_up(sid: str, stream: str, last_seq: int | None) -> None:
+        async with catching_up.setdefault(sid, asyncio.Lock()):
+            manager.hold(sid)
+            await catch_up(
+                manager=manager,
+                sessionmaker=sessionmaker,
+                sid=sid,
+                stream=stream,
+                last_seq=last_seq,
+                cap=settings.replay_cap,
+            )
+
+    async def sync_request(client: ClientSocket, request: SyncRequest) -> Ack:
+        """A client that saw a gap, or was told to resync, asks for its stream after a seq."""
+        stream = request.stream or user_room(client.user_id)
+        # Its own stream, or a chat it joined (joining checked membership).
+        if not (is_stream_room(stream) and stream in sio.rooms(client.sid)):
+            return refusal("not_joined", "only the own stream or a joined chat can be synced")
+        await send_catch_up(client.sid, stream, request.last_seq)
+        return ok()
+
+    gate.on("sync.request", SyncRequest, sync_request)
+    gate.on_unknown()
 
     async def expire(sid: str) -> None:
         await sio.emit("session.expired", {"reason": "token_expired"}, to=sid)
@@ -70,15 +98,7 @@ def create_socket_server(
         await sio.enter_room(sid, stream)
         await sio.enter_room(sid, family_room(claims.family_id))
         await presence.connected(sid, user_id=claims.user_id, family_id=claims.family_id)
-        sio.start_background_task(
-            catch_up,
-            manager=manager,
-            sessionmaker=sessionmaker,
-            sid=sid,
-            stream=stream,
-            last_seq=requested_last_seq(auth, stream),
-            cap=settings.replay_cap,
-        )
+        sio.start_background_task(send_catch_up, sid, stream, requested_last_seq(auth, stream))
         # A socket must not outlive the token that opened it.
         remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
         loop = asyncio.get_running_loop()
@@ -89,6 +109,7 @@ def create_socket_server(
 
     async def disconnect(sid: str, reason: str) -> None:
         manager.forget(sid)
+        catching_up.pop(sid, None)
         await presence.disconnected(sid)
         timer = expiry_timers.pop(sid, None)
         if timer is not None:

@@ -5,6 +5,7 @@ const TOKEN_KEY = "family.token";
 const USER_KEY = "family.user";
 const TOAST_MS = 6000;
 const SEEN_LIMIT = 500;
+const GAP_WAIT_MS = 500;  // how long a gap in our stream may stay open before we ask about it
 
 const $ = (id) => document.getElementById(id);
 
@@ -14,7 +15,11 @@ const state = {
   members: [],
   tasks: [],
   socket: null,
-  lastSeq: null,  // the newest seq seen on our own stream; sent on reconnect for replay
+  // Our position in our own stream: the highest seq up to which we have every event (the gap
+  // contract, docs/delivery.md). Sent on reconnect; events after a gap wait in `ahead`.
+  lastSeq: null,
+  ahead: new Set(),
+  gapTimer: null,
   seenEventIds: new Set(),  // insertion-ordered, trimmed to SEEN_LIMIT
   tasksGeneration: 0,
 };
@@ -71,6 +76,7 @@ function logOut(notice) {
   state.members = [];
   state.tasks = [];
   state.lastSeq = null;
+  state.ahead.clear();
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(USER_KEY);
   setStatus("offline", "offline");
@@ -116,9 +122,17 @@ function connectSocket() {
     reportVisibility();
   });
   socket.on("sync", ({ recovered, lastSeq }) => {
-    if (lastSeq !== null) state.lastSeq = Math.max(state.lastSeq ?? 0, lastSeq);
-    if (!recovered) refreshTasks();  // too much missed (or a first connect): refetch the state
+    if (!recovered) {
+      // Missed more than a replay can give (or a first connect): refetch the state.
+      if (lastSeq !== null) state.lastSeq = lastSeq;
+      refreshTasks();
+    } else if (lastSeq !== null) {
+      state.lastSeq = Math.max(state.lastSeq ?? 0, lastSeq);
+    }
+    absorbAhead();
   });
+  // The server may have lost live events on their way to us: ask for what follows our position.
+  socket.on("resync", requestSync);
   socket.on("disconnect", (reason) => {
     if (socket.active) setStatus("reconnecting", "reconnecting…");
     else if (state.socket === socket) setStatus("offline", `disconnected: ${reason}`);
@@ -130,8 +144,46 @@ function connectSocket() {
   });
   socket.on("session.expired", () => logOut("Your session expired. Please log in again."));
   socket.onAny((eventName, envelope) => {
+    if (!acceptEnvelope(envelope)) return;
     if (eventName.startsWith("task.")) handleTaskEvent(envelope);
   });
+}
+
+// Whether an outbox event is new to us; moves our position along the stream.
+function acceptEnvelope(envelope) {
+  // Delivery is at-least-once: the same event may arrive twice (after a retry or a replay).
+  if (!envelope?.id || typeof envelope.seq !== "number" || state.seenEventIds.has(envelope.id)) {
+    return false;
+  }
+  state.seenEventIds.add(envelope.id);
+  if (state.seenEventIds.size > SEEN_LIMIT) {
+    state.seenEventIds.delete(state.seenEventIds.values().next().value);
+  }
+  if (state.lastSeq === null || envelope.seq > state.lastSeq) {
+    state.ahead.add(envelope.seq);
+    absorbAhead();
+  }
+  return true;
+}
+
+function absorbAhead() {
+  if (state.lastSeq === null) return;
+  while (state.ahead.delete(state.lastSeq + 1)) state.lastSeq += 1;
+  for (const seq of state.ahead) if (seq <= state.lastSeq) state.ahead.delete(seq);
+  if (state.ahead.size && !state.gapTimer) {
+    // Something between our position and what we have is missing: if it does not arrive
+    // shortly, the server replays it or tells us it is gone.
+    state.gapTimer = setTimeout(() => {
+      state.gapTimer = null;
+      if (state.ahead.size) requestSync();
+    }, GAP_WAIT_MS);
+  }
+}
+
+function requestSync() {
+  if (state.lastSeq !== null && state.socket?.connected) {
+    state.socket.emit("sync.request", { lastSeq: state.lastSeq });
+  }
 }
 
 // ---- web push --------------------------------------------------------------------------------
@@ -201,13 +253,6 @@ function forgetPushSubscription(token) {
 }
 
 function handleTaskEvent(envelope) {
-  // Delivery is at-least-once: the same event may arrive twice (after a retry or a replay).
-  if (!envelope?.id || state.seenEventIds.has(envelope.id)) return;
-  state.seenEventIds.add(envelope.id);
-  state.lastSeq = Math.max(state.lastSeq ?? 0, envelope.seq);
-  if (state.seenEventIds.size > SEEN_LIMIT) {
-    state.seenEventIds.delete(state.seenEventIds.values().next().value);
-  }
   toast(describeEvent(envelope), "event", envelope.type);
   refreshTasks();
 }

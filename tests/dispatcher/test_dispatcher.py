@@ -22,6 +22,7 @@ from tests.harness import (
     free_port,
     process_env,
     signup,
+    terminate_listeners,
 )
 
 
@@ -90,16 +91,6 @@ async def test_two_dispatchers_share_a_backlog_without_duplicates(
     assert outbox_statuses(database_url) == {"delivered": total}
 
 
-def terminate_listener(database_url: str) -> int:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query = 'LISTEN \"outbox_events\"'"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 async def test_missed_notification_is_made_up_by_the_rescan(
     api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
 ) -> None:
@@ -110,7 +101,7 @@ async def test_missed_notification_is_made_up_by_the_rescan(
     await recorder.wait_until(lambda events: len(events) == 1)
 
     deadline = time.monotonic() + 10
-    while terminate_listener(database_url) != 1:
+    while terminate_listeners(database_url, "outbox_events") != 1:
         assert time.monotonic() < deadline, "no LISTEN connection to terminate"
         await asyncio.sleep(0.05)
     # Committed while the listener is down: its NOTIFY reaches nobody.

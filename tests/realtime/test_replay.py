@@ -30,7 +30,13 @@ async def test_reconnect_replays_exactly_what_was_missed(
     await first.connect()
     await first.wait_until(lambda _: len(first.syncs) >= 1)
     assert first.syncs == [
-        {"stream": f"user:{child.id}", "recovered": False, "replayed": 0, "lastSeq": 0}
+        {
+            "stream": f"user:{child.id}",
+            "recovered": False,
+            "replayed": 0,
+            "missing": 0,
+            "lastSeq": 0,
+        }
     ]
     await commit_events(database_url, child.id, child.family_id, 5)
     await first.wait_until(lambda _: len(first.envelopes()) == 5)
@@ -47,7 +53,13 @@ async def test_reconnect_replays_exactly_what_was_missed(
     assert names == ["task.deleted"] * 200 + ["sync"]
     assert [e["seq"] for e in again.envelopes()] == list(range(6, 206))
     assert again.syncs == [
-        {"stream": f"user:{child.id}", "recovered": True, "replayed": 200, "lastSeq": 205}
+        {
+            "stream": f"user:{child.id}",
+            "recovered": True,
+            "replayed": 200,
+            "missing": 0,
+            "lastSeq": 205,
+        }
     ]
     # Live events follow the replay.
     await commit_events(database_url, child.id, child.family_id, 1)
@@ -70,7 +82,13 @@ async def test_over_the_cap_the_client_must_refetch(
         await behind.wait_until(lambda _: len(behind.syncs) == 1)
         assert behind.envelopes() == []
         assert behind.syncs == [
-            {"stream": f"user:{child.id}", "recovered": False, "replayed": 0, "lastSeq": 60}
+            {
+                "stream": f"user:{child.id}",
+                "recovered": False,
+                "replayed": 0,
+                "missing": 0,
+                "lastSeq": 60,
+            }
         ]
     finally:
         proc.stop()

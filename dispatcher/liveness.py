@@ -1,0 +1,78 @@
+"""This dispatcher's liveness: a lock that dies with its database session, and a heartbeat.
+
+Claims name their owner. While a dispatcher's liveness session lives it holds a shared advisory
+lock keyed by that owner name; any dispatcher that finds leases whose owner holds no such lock
+(the process was killed, or its session went away with the server) expires them, so their rows
+are claimed again within about one interval instead of after the whole lease. A stalled but
+live owner keeps its lock and its leases: those still run out, and fencing (claim tokens) stops
+it from finishing rows that were claimed again. A session that is lost takes a new owner name
+with it, so leases taken under the old one can be reclaimed even though this process lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+import psycopg
+
+from app.notifications import with_application_name
+from dispatcher import queries
+
+logger = logging.getLogger(__name__)
+
+LIVENESS_LOCK_CLASS = 7_002  # the advisory-lock namespace of dispatcher liveness
+
+
+def new_owner() -> str:
+    """A claim owner unique to this process and liveness session."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class Liveness:
+    """Keeps this process's liveness lock and heartbeat, and expires dead owners' leases."""
+
+    def __init__(self, conninfo: str, *, interval_seconds: float) -> None:
+        self.conninfo = conninfo
+        self.interval_seconds = interval_seconds
+        self.owner = new_owner()
+
+    async def run(self) -> None:
+        """Forever: (re)connect, take the lock, then beat; a lost session means a new owner."""
+        while True:
+            try:
+                await self._live()
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                logger.warning("liveness session lost", extra={"error": str(exc)})
+            # Leases taken under the old owner must become reclaimable.
+            self.owner = new_owner()
+            await asyncio.sleep(self.interval_seconds)
+
+    async def _live(self) -> None:
+        params: dict[str, Any] = {"lock_class": LIVENESS_LOCK_CLASS}
+        async with await psycopg.AsyncConnection.connect(
+            with_application_name(self.conninfo, "dispatcher-liveness"),
+            autocommit=True,
+            options="-c statement_timeout=10s -c lock_timeout=5s",
+        ) as conn:
+            owner = self.owner
+            await conn.execute(queries.TAKE_LIVENESS_LOCK, {**params, "owner": owner})
+            logger.info("dispatcher is live", extra={"owner": owner})
+            while True:
+                async with asyncio.timeout(max(10.0, 5 * self.interval_seconds)):
+                    await conn.execute(
+                        queries.HEARTBEAT,
+                        {"owner": owner, "host": socket.gethostname(), "pid": os.getpid()},
+                    )
+                    cur = await conn.execute(queries.EXPIRE_DEAD_OWNERS_LEASES, params)
+                    if expired := [row[0] for row in await cur.fetchall()]:
+                        logger.warning(
+                            "expired the leases of a dispatcher that is gone",
+                            extra={"rows": len(expired), "first_event_id": min(expired)},
+                        )
+                    await conn.execute(queries.FORGET_DEAD_WORKERS, params)
+                await asyncio.sleep(self.interval_seconds)
