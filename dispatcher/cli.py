@@ -1,5 +1,6 @@
 """``outbox``: the operator's console over the outbox (stats, list, show, replay, purge), the
-Web Push queue (stats, ``list --push``) and VAPID keys (``vapid-keys``)."""
+dispatchers (``workers``) and stuck rows (``stale``), the Web Push queue (stats,
+``list --push``) and VAPID keys (``vapid-keys``)."""
 
 from __future__ import annotations
 
@@ -490,6 +491,85 @@ def purge(
         typer.echo(
             f"Deleted {deleted} delivered events older than {age(older_than.total_seconds())}."
         )
+
+
+def until(seconds: float | None) -> str:
+    """Seconds until a moment as ``in 1m 35s``, or ``3s ago`` once it has passed."""
+    if seconds is None:
+        return "-"
+    return f"in {age(seconds)}" if seconds >= 0 else f"{age(-seconds)} ago"
+
+
+@app.command()
+def workers(json_output: JsonOpt = False, database_url: DatabaseUrlOpt = None) -> None:
+    """The dispatchers known to the database, oldest first, and whether each is live.
+
+    Live means its liveness lock is held. A row that is not live is a dispatcher that is gone:
+    the running dispatchers delete such rows (and expire its leases) within about a second.
+    """
+    rows = run(database_url, operations.workers)
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("No dispatchers known.")
+        return
+    result = table(
+        "owner", "host", "pid", "started", "heartbeat", "live", "leased rows",
+        "earliest lease expiry",
+    )  # fmt: skip
+    for row in rows:
+        result.add_row(
+            *row_of(
+                row["owner"],
+                row["host"],
+                row["pid"],
+                when(row["started_at"], short=True),
+                f"{age(row['heartbeat_age_seconds'])} ago",
+                "yes" if row["live"] else "no",
+                row["leased_rows"],
+                until(row["earliest_lease_expires_in_seconds"]),
+            )
+        )
+    Console().print(result)
+
+
+@app.command()
+def stale(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows, oldest first.")] = 50,
+    json_output: JsonOpt = False,
+    database_url: DatabaseUrlOpt = None,
+) -> None:
+    """Pending rows that are stuck: an expired lease, an owner that is not live, or failing.
+
+    ``reasons`` names which (lease_expired, owner_not_live, failing). Exits 0 either way.
+    """
+    rows = run(database_url, lambda conn: operations.stale_events(conn, limit=limit))
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("No stale rows.")
+        return
+    result = table(
+        "id", "type", "attempts", "why", "claimed by", "lease expiry", "failing since",
+        "next attempt", "last error",
+    )  # fmt: skip
+    for row in rows:
+        result.add_row(
+            *row_of(
+                row["id"],
+                row["type"],
+                row["attempts"],
+                ", ".join(reason.replace("_", " ") for reason in row["reasons"]),
+                row["claimed_by"],
+                until(row["lease_expires_in_seconds"]),
+                when(row["failing_since"], short=True),
+                when(row["next_attempt_at"], short=True),
+                truncate(row["last_error"]) or "-",
+            )
+        )
+    Console().print(result)
 
 
 @app.command("vapid-keys")

@@ -9,6 +9,8 @@ from typing import Any, Literal, Protocol
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from dispatcher.liveness import LIVENESS_LOCK_CLASS
+
 Status = Literal["pending", "delivered", "dead"]
 
 
@@ -300,4 +302,79 @@ async def list_push_deliveries(
             """,
             {**params, "limit": limit},
         )
+        return await cur.fetchall()
+
+
+# Dispatcher liveness (dispatcher.liveness): the owners whose liveness lock is held right now.
+# The same predicate as queries.LIVE_OWNER_KEYS, spelled out so each query is one plain string.
+
+WORKERS = """
+WITH live AS (
+    SELECT objid FROM pg_locks
+    WHERE locktype = 'advisory' AND classid = %(lock_class)s::oid AND objsubid = 2 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+leases AS (
+    SELECT claimed_by, count(*) AS leased_rows, min(lease_expires_at) AS earliest_lease_expires_at
+    FROM outbox_events
+    WHERE status = 'pending' AND lease_expires_at > now() AND claimed_by IS NOT NULL
+    GROUP BY claimed_by
+)
+SELECT w.owner, w.host, w.pid, w.started_at, w.heartbeat_at,
+       greatest(extract(epoch FROM clock_timestamp() - w.heartbeat_at), 0)::float8
+           AS heartbeat_age_seconds,
+       hashtext(w.owner)::oid IN (SELECT objid FROM live) AS live,
+       coalesce(l.leased_rows, 0) AS leased_rows,
+       l.earliest_lease_expires_at,
+       extract(epoch FROM l.earliest_lease_expires_at - now())::float8
+           AS earliest_lease_expires_in_seconds
+FROM outbox_workers AS w
+LEFT JOIN leases AS l ON l.claimed_by = w.owner
+ORDER BY w.started_at, w.owner
+"""
+
+
+async def workers(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    """The dispatchers known to the database, oldest first: live or not, and their live leases.
+
+    A row whose owner holds no liveness lock is a dispatcher that is gone; the running
+    dispatchers' liveness job deletes such rows within about a second.
+    """
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(WORKERS, {"lock_class": LIVENESS_LOCK_CLASS})
+        return await cur.fetchall()
+
+
+# Pending rows that are stuck, and why: a lease that ran out (its dispatcher stalled or died and
+# nobody has claimed the row again), a claim by an owner that is not live (its lease is expired
+# within about a second while any dispatcher runs), or a failing event (retrying, and holding
+# its streams back for a while after its first failure).
+STALE = """
+WITH live AS (
+    SELECT objid FROM pg_locks
+    WHERE locktype = 'advisory' AND classid = %(lock_class)s::oid AND objsubid = 2 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+checked AS (
+    SELECT e.id, e.type, e.attempts, e.claimed_by, e.lease_expires_at,
+           extract(epoch FROM e.lease_expires_at - now())::float8 AS lease_expires_in_seconds,
+           e.failing_since, e.next_attempt_at, e.last_error, e.created_at,
+           array_remove(ARRAY[
+               CASE WHEN e.lease_expires_at < now() THEN 'lease_expired' END,
+               CASE WHEN e.claimed_by IS NOT NULL
+                         AND hashtext(e.claimed_by)::oid NOT IN (SELECT objid FROM live)
+                    THEN 'owner_not_live' END,
+               CASE WHEN e.failing_since IS NOT NULL THEN 'failing' END
+           ], NULL) AS reasons
+    FROM outbox_events AS e
+    WHERE e.status = 'pending'
+)
+SELECT * FROM checked WHERE cardinality(reasons) > 0 ORDER BY id LIMIT %(limit)s
+"""
+
+
+async def stale_events(conn: AsyncConnection[Any], *, limit: int = 50) -> list[dict[str, Any]]:
+    """Stuck pending rows, oldest first, each with its ``reasons``."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(STALE, {"lock_class": LIVENESS_LOCK_CLASS, "limit": limit})
         return await cur.fetchall()

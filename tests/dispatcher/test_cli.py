@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, LiteralString
 
@@ -13,7 +16,8 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tests.harness import REPO_ROOT, free_port, process_env
+from dispatcher.liveness import LIVENESS_LOCK_CLASS
+from tests.harness import REPO_ROOT, ManagedProcess, free_port, process_env
 
 PAYLOAD = {"title": "dishes"}
 ERRORS = [
@@ -22,10 +26,10 @@ ERRORS = [
 ]
 
 
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dispatcher.cli", *args],
-        env=process_env(database_url),
+        env=process_env(database_url, **env),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -49,17 +53,29 @@ def insert(
     attempts: int = 0,
     errors: list[dict[str, Any]] | None = None,
     streams: tuple[str, ...] = ("user:u1",),
+    due_in: str = "0 seconds",
 ) -> int:
-    """One outbox row created ``age`` ago, with its recipients; returns its id."""
+    """One outbox row created ``age`` ago, due ``due_in`` from now, with its recipients."""
     errors = errors or []
     last_error = errors[-1]["error"] if errors else None
     delivered = delivered_age if status == "delivered" else None
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
             "INSERT INTO outbox_events (type, version, payload, status, attempts, created_at,"
-            " last_error, errors, delivered_at) VALUES (%s, 1, %s, %s, %s, now() - %s::interval,"
-            " %s, %s, now() - %s::interval) RETURNING id",
-            (type_, Jsonb(PAYLOAD), status, attempts, age, last_error, Jsonb(errors), delivered),
+            " last_error, errors, delivered_at, next_attempt_at) VALUES (%s, 1, %s, %s, %s,"
+            " now() - %s::interval, %s, %s, now() - %s::interval, now() + %s::interval)"
+            " RETURNING id",
+            (
+                type_,
+                Jsonb(PAYLOAD),
+                status,
+                attempts,
+                age,
+                last_error,
+                Jsonb(errors),
+                delivered,
+                due_in,
+            ),
         ).fetchone()
         assert row is not None
         for stream in streams:
@@ -259,3 +275,148 @@ def test_unreachable_database_exits_1_with_one_line() -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: database: connection failed")
+
+
+def cli_until(database_url: str, *args: str, until: Callable[[Any], bool]) -> Any:
+    """The command's JSON, once ``until`` holds for it (polled for up to 15 s)."""
+    deadline = time.monotonic() + 15
+    while not until(result := cli_json(database_url, *args)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"outbox {' '.join(args)} never as expected: {result}")
+        time.sleep(0.2)
+    return result
+
+
+def claim(database_url: str, event_id: int, owner: str, lease: str) -> None:
+    """Put a row under ``owner``'s claim, its lease running out ``lease`` from now."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE outbox_events SET claimed_by = %s, claim_token = gen_random_uuid(),"
+            " lease_expires_at = now() + %s::interval WHERE id = %s",
+            (owner, lease, event_id),
+        )
+
+
+def table_rows(output: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the cells of each row of a rich table, as printed."""
+    lines = output.splitlines()
+    [header] = [line.split("┃")[1:-1] for line in lines if line.startswith("┃")]
+    body = [line.split("│")[1:-1] for line in lines if line.startswith("│")]
+    return [cell.strip() for cell in header], [[cell.strip() for cell in row] for row in body]
+
+
+WIDE = {"COLUMNS": "250"}  # no wrapped cells in the tables
+
+
+def test_workers_shows_a_running_dispatcher_live_and_a_killed_one_not(
+    database_url: str, dispatcher: ManagedProcess
+) -> None:
+    assert dispatcher.process is not None
+    pid = dispatcher.process.pid
+    host = socket.gethostname()
+
+    [worker] = cli_until(database_url, "workers", until=lambda workers: len(workers) > 0)
+
+    assert (worker["pid"], worker["host"], worker["live"]) == (pid, host, True)
+    assert worker["owner"].startswith(f"{host}:{pid}:")
+    assert 0 <= worker["heartbeat_age_seconds"] < 5
+    assert (worker["leased_rows"], worker["earliest_lease_expires_at"]) == (0, None)
+    owner = worker["owner"]
+    # Leases of its own: two live ones count, a dead row's does not. Not yet due, the rows are
+    # left alone by the dispatcher until claimed, and under a live lease after that.
+    soon, later = insert(database_url, due_in="1 hour"), insert(database_url, due_in="1 hour")
+    dead = insert(database_url, status="dead")
+    claim(database_url, soon, owner, "1 hour")
+    claim(database_url, later, owner, "2 hours")
+    claim(database_url, dead, owner, "1 hour")
+
+    [worker] = cli_json(database_url, "workers")
+
+    assert worker["leased_rows"] == 2
+    expiry = by_id(database_url)[soon]["lease_expires_at"]
+    assert datetime.fromisoformat(worker["earliest_lease_expires_at"]) == expiry
+    assert 3500 < worker["earliest_lease_expires_in_seconds"] <= 3600
+    shown = cli(database_url, "workers", **WIDE)
+    assert shown.returncode == 0, shown.stderr
+    header, [row] = table_rows(shown.stdout)
+    assert header[:6] == ["owner", "host", "pid", "started", "heartbeat", "live"]
+    assert row[:3] + row[5:7] == [owner, host, str(pid), "yes", "2"]
+
+    dispatcher.kill()
+
+    # No other dispatcher runs to forget it (or expire its leases): its row stays, not live.
+    [worker] = cli_until(database_url, "workers", until=lambda workers: not workers[0]["live"])
+    assert (worker["owner"], worker["pid"], worker["live"]) == (owner, pid, False)
+    assert worker["leased_rows"] == 2
+    shown = cli(database_url, "workers", **WIDE)
+    assert shown.returncode == 0, shown.stderr
+    _, [row] = table_rows(shown.stdout)
+    assert (row[0], row[5]) == (owner, "no")
+    stale = cli_json(database_url, "stale")
+    assert {r["id"]: r["reasons"] for r in stale} == {
+        soon: ["owner_not_live"],
+        later: ["owner_not_live"],
+    }
+
+
+def test_stale_shows_rows_of_gone_owners_expired_leases_and_failing_rows(
+    database_url: str,
+) -> None:
+    insert(database_url)  # a healthy pending row
+    empty = cli(database_url, "stale")
+    assert (empty.returncode, empty.stdout) == (0, "No stale rows.\n")
+    assert cli_json(database_url, "stale") == []
+
+    live_owner = "live:1:y"
+    with psycopg.connect(database_url, autocommit=True) as live_session:
+        # What a running dispatcher's liveness session holds.
+        live_session.execute(
+            "SELECT pg_advisory_lock_shared(%s, hashtext(%s))", (LIVENESS_LOCK_CLASS, live_owner)
+        )
+        leased = insert(database_url)
+        claim(database_url, leased, live_owner, "1 hour")
+        gone = insert(database_url)
+        claim(database_url, gone, "gone:1:x", "1 hour")  # its lease has not run out
+        expired = insert(database_url)
+        claim(database_url, expired, live_owner, "-1 minute")
+        failing = insert(database_url, attempts=2, errors=ERRORS)
+        dead = insert(database_url, status="dead", attempts=10, errors=ERRORS)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE outbox_events SET failing_since = now() - interval '1 minute',"
+                " next_attempt_at = now() + interval '1 minute' WHERE id = ANY(%s)",
+                ([failing, dead],),
+            )
+
+        stale = cli_json(database_url, "stale")
+
+        assert [(r["id"], r["reasons"]) for r in stale] == [
+            (gone, ["owner_not_live"]),
+            (expired, ["lease_expired"]),
+            (failing, ["failing"]),
+        ]
+        by_event = {r["id"]: r for r in stale}
+        assert by_event[gone]["claimed_by"] == "gone:1:x"
+        assert by_event[gone]["lease_expires_in_seconds"] > 3500
+        assert -70 < by_event[expired]["lease_expires_in_seconds"] < -50
+        assert by_event[failing]["failing_since"] is not None
+        assert (by_event[failing]["attempts"], by_event[failing]["last_error"]) == (2, "refused")
+        assert [r["id"] for r in cli_json(database_url, "stale", "--limit", "1")] == [gone]
+        shown = cli(database_url, "stale", **WIDE)
+        assert shown.returncode == 0, shown.stderr
+        header, listed = table_rows(shown.stdout)
+        assert header[:4] == ["id", "type", "attempts", "why"]
+        assert [(row[0], row[3]) for row in listed] == [
+            (str(gone), "owner not live"),
+            (str(expired), "lease expired"),
+            (str(failing), "failing"),
+        ]
+
+    # Its session gone, the live owner's claims are a dead dispatcher's too.
+    stale = cli_until(database_url, "stale", until=lambda rows: len(rows) == 4)
+    assert {r["id"]: r["reasons"] for r in stale} == {
+        gone: ["owner_not_live"],
+        leased: ["owner_not_live"],
+        expired: ["lease_expired", "owner_not_live"],
+        failing: ["failing"],
+    }
