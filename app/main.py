@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,12 +34,17 @@ WEB_CLIENT_DIR = Path(__file__).parent / "web"
 
 
 def create_api(
-    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    on_startup: Callable[[], None] = lambda: None,
 ) -> FastAPI:
     """The REST API; the engine's pool is closed with the app's lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        on_startup()
         try:
             yield
         finally:
@@ -94,5 +99,13 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     channel = settings.outbox_channel if settings.outbox_notify else None
     sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
     sio = create_socket_server(settings, sessionmaker)
-    api = create_api(settings, engine, sessionmaker)
+
+    def listen_from_startup() -> None:
+        # python-socketio starts its manager's listener on the first connection; started here
+        # it is listening before sockets arrive, so their first live emits are not lost.
+        if not sio.manager_initialized:
+            sio.manager_initialized = True
+            sio.manager.initialize()
+
+    api = create_api(settings, engine, sessionmaker, on_startup=listen_from_startup)
     return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")

@@ -87,9 +87,10 @@ WHERE NOT pg_try_advisory_xact_lock(%(lock_class)s, abs(hashtext(stream)) %% %(b
 # not overtake it (per-stream order). An event that keeps failing holds its streams only for
 # `hold_seconds` after its first failure; later events then go ahead and the client fills the
 # gap when it is delivered late, or is told when it dies (docs/delivery.md). Also how long the
-# oldest live claim among those earlier events has been in flight: the longer, the longer the
-# held rows wait before they are claimed again (a stalled owner's stream would otherwise be
-# claimed and released over and over). Only pending rows are read (a small, indexed set).
+# held rows should wait before they are claimed again: as long as the earlier events' live
+# claims have been in flight, but not past their expiry (a stalled owner's stream would
+# otherwise be claimed and released over and over). Only pending rows are read (a small,
+# indexed set).
 EARLIER_IN_FLIGHT = """
 WITH earlier AS MATERIALIZED (
     -- Walks the small pending-only index; delivered rows never enter the picture.
@@ -101,8 +102,11 @@ WITH earlier AS MATERIALIZED (
            OR failing_since > now() - make_interval(secs => %(hold_seconds)s))
 )
 SELECT r.stream, min(r.seq),
-       coalesce(max(extract(epoch FROM now() - e.lease_expires_at) + %(lease_seconds)s)
-                FILTER (WHERE e.lease_expires_at > now()), 0)::float8
+       -- How long its claims have been in flight, but no longer than until they expire.
+       coalesce(max(least(
+           extract(epoch FROM now() - e.lease_expires_at) + %(lease_seconds)s,
+           extract(epoch FROM e.lease_expires_at - now())
+       )) FILTER (WHERE e.lease_expires_at > now()), 0)::float8
 FROM earlier AS e
 JOIN outbox_recipients AS r ON r.event_id = e.id
 WHERE r.stream = ANY(%(streams)s)

@@ -6,7 +6,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import psycopg
@@ -14,7 +13,6 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from tests.harness import (
     REPO_ROOT,
@@ -22,14 +20,8 @@ from tests.harness import (
     ManagedProcess,
     dispatcher_process,
     web_process,
+    with_dbname,
 )
-
-
-def _with_dbname(url: str, dbname: str) -> str:
-    """``url`` pointing at another database, still as a URL (SQLAlchemy needs one)."""
-    params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
-    params["dbname"] = dbname
-    return "postgresql://?" + urlencode(params)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +42,7 @@ def template_database(server_url: str) -> Iterator[str]:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.attributes["database_url"] = _with_dbname(server_url, name)
+    config.attributes["database_url"] = with_dbname(server_url, name)
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
     yield name
@@ -68,7 +60,7 @@ def database_url(server_url: str, template_database: str) -> Iterator[str]:
                 sql.Identifier(name), sql.Identifier(template_database)
             )
         )
-    yield _with_dbname(server_url, name)
+    yield with_dbname(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 

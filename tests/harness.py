@@ -15,14 +15,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import psycopg
 import socketio
+from psycopg.conninfo import conninfo_to_dict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 DEADLINE_SECONDS = 15.0
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """``url`` pointing at another database, still as a URL (SQLAlchemy needs one)."""
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    params["dbname"] = dbname
+    return "postgresql://?" + urlencode(params)
 
 
 def terminate_listeners(database_url: str, channel: str) -> int:
@@ -159,6 +168,33 @@ def dispatcher_process(database_url: str, log_dir: Path, **env: str) -> ManagedP
     proc.start()
     proc.wait_for_log("dispatcher worker started")
     return proc
+
+
+def leased_rows(database_url: str, owner_pid: int | None) -> int:
+    """Pending rows under a live lease (of the dispatcher with this pid: owners name it)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM outbox_events WHERE status = 'pending'"
+            " AND lease_expires_at > now() AND claimed_by LIKE %s",
+            ("%" if owner_pid is None else f"%:{owner_pid}:%",),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def stop_while_holding_leases(
+    database_url: str, proc: ManagedProcess, *, only_dispatcher: bool = False
+) -> int:
+    """SIGSTOP ``proc`` at a moment it holds leased rows; return how many."""
+    assert proc.process is not None
+    pid = proc.process.pid
+    for _ in range(500):
+        os.kill(pid, signal.SIGSTOP)
+        if held := leased_rows(database_url, None if only_dispatcher else pid):
+            return held
+        os.kill(pid, signal.SIGCONT)
+        await asyncio.sleep(0.01)
+    raise AssertionError("the dispatcher never held a lease when stopped")
 
 
 @dataclass

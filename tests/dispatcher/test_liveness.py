@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 from collections.abc import Callable
 
 import httpx
-import psycopg
 
 from tests.events import commit_events
 from tests.harness import (
@@ -17,37 +15,11 @@ from tests.harness import (
     StreamFollower,
     add_member,
     signup,
+    stop_while_holding_leases,
 )
 
 # Long enough that waiting it out would fail every deadline below.
 LEASE_SECONDS = "30"
-
-
-def leased_rows(database_url: str, owner_pid: int | None) -> int:
-    """Pending rows under a live lease (of the dispatcher with this pid: owners name it)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM outbox_events WHERE status = 'pending'"
-            " AND lease_expires_at > now() AND claimed_by LIKE %s",
-            ("%" if owner_pid is None else f"%:{owner_pid}:%",),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-async def stop_while_holding_leases(
-    database_url: str, proc: ManagedProcess, *, only_dispatcher: bool = False
-) -> int:
-    """SIGSTOP ``proc`` at a moment it holds leased rows; return how many."""
-    assert proc.process is not None
-    pid = proc.process.pid
-    for _ in range(500):
-        os.kill(pid, signal.SIGSTOP)
-        if held := leased_rows(database_url, None if only_dispatcher else pid):
-            return held
-        os.kill(pid, signal.SIGCONT)
-        await asyncio.sleep(0.01)
-    raise AssertionError("the dispatcher never held a lease when stopped")
 
 
 async def test_a_killed_dispatchers_rows_are_reclaimed_within_seconds(
