@@ -8,8 +8,9 @@ from pathlib import Path
 
 import socketio
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -86,6 +87,11 @@ def create_api(
             body = error_body("not_ready", "database unreachable", {"reason": str(exc)})
             return JSONResponse(body, status_code=503)
         return {"status": "ready"}
+
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus: this process's sockets, rooms, manager channel, catch-ups and resyncs."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     api.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web")
     return api

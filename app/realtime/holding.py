@@ -21,6 +21,7 @@ import socketio
 from redis.exceptions import RedisError
 from socketio.async_manager import AsyncManager
 
+from app.realtime import metrics
 from app.realtime.pg_manager import PostgresManager
 from app.realtime.rooms import is_stream_room
 
@@ -70,6 +71,7 @@ class HoldingManager(AsyncManager):
             await AsyncManager.emit(
                 self, "resync", {"stream": room, "reason": "channel_lost"}, namespace, room=room
             )
+            metrics.RESYNCS.labels("channel_lost").inc()
         if streams:
             logger.warning(
                 "manager channel was (re)made; told sockets to resync",
@@ -78,9 +80,14 @@ class HoldingManager(AsyncManager):
 
     def channel_connected(self) -> None:
         """The channel from the other processes is (again) in place: local sockets catch up."""
+        metrics.CHANNEL_UP.set(1)
         task = asyncio.get_running_loop().create_task(self.announce_channel_lost())
         self._announcing.add(task)
         task.add_done_callback(self._announcing.discard)
+
+    def channel_disconnected(self) -> None:
+        """The channel from the other processes dropped: emits may be lost until it is back."""
+        metrics.CHANNEL_UP.set(0)
 
     async def emit(
         self,
@@ -94,6 +101,8 @@ class HoldingManager(AsyncManager):
         **kwargs: Any,
     ) -> None:
         room = to or room
+        if event == "resync" and isinstance(data, dict):
+            metrics.RESYNCS.labels(str(data.get("reason"))).inc()
         if self._held and namespace in self.rooms:
             skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
             held_here = [
@@ -113,8 +122,9 @@ class HoldingManager(AsyncManager):
 class HoldingPostgresManager(PostgresManager, HoldingManager):
     """The default cross-process manager (Postgres LISTEN/NOTIFY), with holds."""
 
-    # PostgresManager's own is a no-op hook, and it comes first in the MRO.
+    # PostgresManager's own are no-op hooks, and it comes first in the MRO.
     channel_connected = HoldingManager.channel_connected
+    channel_disconnected = HoldingManager.channel_disconnected
 
 
 class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
@@ -170,6 +180,7 @@ class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
                     ):
                         yield message["data"]
             except (RedisError, OSError) as exc:
+                self.channel_disconnected()
                 logger.warning("Redis subscription lost; resubscribing", extra={"error": str(exc)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_resubscribe_delay_seconds)

@@ -231,13 +231,18 @@ class PostgresManager(AsyncPubSubManager):
         # Never returns: AsyncPubSubManager._thread stops for good when this generator ends,
         # so reconnecting is left to `listen`, which loops forever.
         assembler = BundleAssembler()
+
+        def dropped() -> None:
+            assembler.discard_incomplete()
+            self.channel_disconnected()
+
         async for payload in listen(
             self.conninfo,
             self.channel,
             keepalive_seconds=self.keepalive_seconds,
             reconnect_delay_seconds=self.reconnect_delay_seconds,
             on_connect=self.channel_connected,
-            on_disconnect=assembler.discard_incomplete,
+            on_disconnect=dropped,
         ):
             for message in assembler.add(payload):
                 if message.get("method") == "emit" and message.get("host_id") != self.host_id:
@@ -247,6 +252,9 @@ class PostgresManager(AsyncPubSubManager):
 
     def channel_connected(self) -> None:
         """Called whenever LISTEN is (again) in place; emits sent before may have been lost."""
+
+    def channel_disconnected(self) -> None:
+        """Called when the LISTEN connection is lost."""
 
     def _deliver_soon(self, message: Message) -> None:
         """Hand a remote emit to its own task instead of awaiting it here.

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.outbox.replay import events_after, stream_head
+from app.realtime import metrics
 from app.realtime.holding import HeldEmit, HoldingManager
 from app.schemas import CamelModel
 
@@ -89,6 +90,7 @@ async def catch_up(
         "lastSeq": resume_from,
     }
     await manager.send_direct(sid, "sync", sync)
+    metrics.CATCH_UPS.labels("true" if recovered else "false").inc()
     replayed_ids = {envelope["id"] for envelope in replayed}
 
     def covered(held: HeldEmit) -> bool:

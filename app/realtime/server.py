@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.tokens import TokenExpired, verify_token
 from app.chat.sockets import register_chat_handlers
 from app.errors import Unauthorized
+from app.realtime import metrics
 from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
 from app.realtime.holding import HoldingManager, HoldingPostgresManager, HoldingRedisManager
 from app.realtime.replay import SyncRequest, catch_up, requested_last_seq
@@ -45,6 +46,19 @@ def create_socket_server(
         # Client frames are small (acks, typing, visibility); bigger ones are refused undecoded.
         max_http_buffer_size=64 * 1024,
     )
+
+    # Read when scraped: every socket of this process is in the namespace's None room, and in
+    # a room named after itself, which does not count as a room here.
+    def count_sockets() -> int:
+        return len(manager.rooms.get("/", {}).get(None, {}))
+
+    def count_rooms() -> int:
+        rooms = manager.rooms.get("/", {})
+        sockets = rooms.get(None, {})
+        return sum(1 for room in rooms if room is not None and room not in sockets)
+
+    metrics.SOCKETS.set_function(count_sockets)
+    metrics.ROOMS.set_function(count_rooms)
     gate = ClientEventGate(sio, settings)
     presence = register_chat_handlers(sio, gate, sessionmaker, settings)
     expiry_timers: dict[str, asyncio.TimerHandle] = {}

@@ -46,6 +46,14 @@ async def test_a_lost_manager_listener_makes_its_sockets_catch_up(
     assert follower.resyncs, "the socket was never told its live events may have a hole"
     assert [e["seq"] for e in follower.envelopes()] == list(range(1, 26))
     assert (follower.position, follower.duplicates, follower.refetches) == (25, 0, 1)
+    # The web process's metrics saw it all: the channel is back, the resync went out.
+    metrics = (await api.get("/metrics")).text
+    assert "realtime_manager_channel_up 1.0" in metrics
+    assert 'realtime_resyncs_total{reason="channel_lost"}' in metrics
+    assert 'realtime_catch_ups_total{recovered="true"} 1.0' in metrics
+    assert "realtime_sockets 1.0" in metrics
+    # The socket's own rooms: its user stream and its family.
+    assert "realtime_rooms 2.0" in metrics
 
 
 async def test_redis_outage_delays_but_never_loses_events(
