@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.harness import ManagedProcess, Member, add_member, signup
+from tests.harness import ManagedProcess, Member, add_member, signup, terminate_listeners
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -124,3 +124,32 @@ async def test_wrong_password_shows_an_error(api: httpx.AsyncClient, web: str, p
     await page.click("#login-submit")
     await expect(page.get_by_test_id("current-user")).to_have_text("Ada (parent)")
     await expect(error).to_be_hidden()
+
+
+async def test_the_page_catches_up_after_the_web_process_lost_its_channel(
+    api: httpx.AsyncClient, web: str, database_url: str, dispatcher: ManagedProcess, page: Page
+) -> None:
+    parent = await signup(api, "Ada")
+    child = await add_member(api, parent, "Kim", "child")
+    await log_in(page, web, child)
+    await expect(page.get_by_test_id("connection-status")).to_have_text(
+        "connected", timeout=DEADLINE_MS
+    )
+
+    # The web process stops hearing the dispatcher's emits for a moment; the task created
+    # meanwhile is delivered into the void, and only the catch-up after `resync` brings it.
+    assert terminate_listeners(database_url, "socketio") == 1
+    created = await api.post(
+        f"/v1/families/{parent.family_id}/tasks",
+        headers=parent.headers,
+        json={"title": "Laundry", "assignedTo": [child.id]},
+    )
+    assert created.status_code == 201, created.text
+
+    toast = page.get_by_test_id("toast").filter(has_text="New task assigned: Laundry")
+    await expect(toast).to_be_visible(timeout=DEADLINE_MS)
+    task = page.locator(f'[data-testid="task"][data-task-id="{created.json()["id"]}"]')
+    await expect(task).to_have_attribute("data-status", "open", timeout=DEADLINE_MS)
+    metrics = (await api.get("/metrics")).text
+    assert 'realtime_resyncs_total{reason="channel_lost"} 1.0' in metrics
+    assert 'realtime_catch_ups_total{recovered="true"} 1.0' in metrics
