@@ -530,6 +530,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("web SIGKILL", web_kill),
         Scenario("manager channel loss", manager_channel_loss),
         Scenario("redis restart", manager_channel_loss, manager="redis"),
+        # The Redis manager publishes before the delivery commit: the same faults again.
+        Scenario("dispatcher SIGKILL, redis", dispatcher_kills, manager="redis"),
+        Scenario("connection kills, redis", connection_kills, manager="redis"),
+        Scenario("web SIGKILL, redis", web_kill, manager="redis"),
         Scenario("poison, fixed, replayed", poison_then_replay),
         Scenario("retention while offline", retention_while_offline),
         Scenario("position beyond head", position_beyond_head),
