@@ -173,8 +173,14 @@ class Worker:
         by_id = {e.id: e for e in events}
         streams = sorted({stream for e in events for stream, _ in e.recipients})
         # Pipeline mode: statements whose results are not needed yet travel together, so the
-        # transaction costs three round trips instead of seven.
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+        # transaction costs three round trips instead of seven. Each wait for results is a
+        # Sync, not just a flush: only after a Sync does the server count the session as idle
+        # in its transaction, so that its timeout cuts a dispatcher stalled in between.
+        async with (
+            self.pool.connection() as conn,
+            conn.pipeline() as pipeline,
+            conn.transaction(),
+        ):
             locked_elsewhere = await conn.execute(
                 queries.TRY_LOCK_STREAMS,
                 {
@@ -193,6 +199,7 @@ class Worker:
                     "lease_seconds": self.settings.lease_seconds,
                 },
             )
+            await pipeline.sync()
             first_waiting = {stream: (seq, age) for stream, seq, age in await cur.fetchall()}
             first_waiting.update({row[0]: (0, 0.0) for row in await locked_elsewhere.fetchall()})
             waiting = held_back(events, first_waiting)
@@ -208,6 +215,7 @@ class Worker:
                 )
             ready = [event_id for event_id in by_id if event_id not in waiting]
             cur = await conn.execute(queries.MARK_DELIVERED, {"ids": ready, "token": token})
+            await pipeline.sync()
             finished = sorted(row[0] for row in await cur.fetchall())
             # Emits become NOTIFYs of this very transaction with the Postgres manager: the
             # rows are marked delivered exactly when the Socket.IO tier gets them.

@@ -130,7 +130,9 @@ class HoldingPostgresManager(PostgresManager, HoldingManager):
 class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
     """python-socketio's Redis manager, with holds, and failures that are not swallowed."""
 
-    publish_timeout_seconds = 5.0
+    # Well under the dispatcher's idle-in-transaction timeout: its emits run inside the
+    # delivery transaction.
+    publish_timeout_seconds = 2.0
     max_resubscribe_delay_seconds = 5.0
     connected: bool  # set by the base class
 
