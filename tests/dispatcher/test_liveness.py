@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 from collections.abc import Callable
 
 import httpx
+import psycopg
 
 from tests.events import commit_events
 from tests.harness import (
@@ -84,3 +86,59 @@ async def test_a_stalled_dispatcher_stops_no_other_stream(
     assert [e["seq"] for e in other_follower.envelopes()] == list(range(1, 51))
     for proc in (stalled, running):
         assert proc.stop() == 0
+
+
+def open_dispatcher_transaction(database_url: str) -> int | None:
+    """The backend of a dispatcher transaction that is open right now, if any."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'dispatcher' AND xact_start IS NOT NULL"
+            " AND state <> 'idle' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def backend_alive(database_url: str, pid: int) -> bool:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+    return row is not None and row[0] == 1
+
+
+async def test_a_dispatcher_stopped_inside_its_transaction_is_cut_off(
+    api: httpx.AsyncClient,
+    web: str,
+    database_url: str,
+    start_dispatcher: Callable[..., ManagedProcess],
+) -> None:
+    child = await add_member(api, await signup(api, "Ada"), "Kim", "child")
+    follower = StreamFollower(web, child.token)
+    await follower.connect()
+    total = 3000
+    await commit_events(database_url, child.id, child.family_id, total)
+    stalled = start_dispatcher(
+        DISPATCHER_BATCH_SIZE="20", DISPATCHER_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS="2"
+    )
+    await follower.wait_until(lambda events: len(events) >= 100, 30)
+    assert stalled.process is not None
+    backend = None
+    for _ in range(1000):
+        os.kill(stalled.process.pid, signal.SIGSTOP)
+        if (backend := open_dispatcher_transaction(database_url)) is not None:
+            break
+        os.kill(stalled.process.pid, signal.SIGCONT)
+        await asyncio.sleep(0.002)
+    assert backend is not None, "never caught the dispatcher inside its transaction"
+    try:
+        # Whatever step it stopped at, the server cuts the stalled transaction and its locks.
+        deadline = time.monotonic() + 8
+        while backend_alive(database_url, backend):
+            assert time.monotonic() < deadline, "the stalled transaction was never cut off"
+            await asyncio.sleep(0.1)
+    finally:
+        os.kill(stalled.process.pid, signal.SIGCONT)
+    await follower.wait_until(lambda events: len(events) == total, 60)
+    assert [e["seq"] for e in follower.envelopes()] == list(range(1, total + 1))
+    assert follower.duplicates == 0
