@@ -330,7 +330,8 @@ async def run_pgqueuer(
             attempts=job.attempts,
             recipients=[(event["stream"], event["seq"])],
         )
-        await manager.emit(row.type, row.envelope(event["seq"]), room=event["stream"])
+        envelope = row.envelope(event["stream"], event["seq"])
+        await manager.emit(row.type, envelope, room=event["stream"])
         emitted += 1
 
     print(f"ready {time.time()}", flush=True)

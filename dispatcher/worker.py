@@ -223,7 +223,9 @@ class Worker:
                 for event_id in finished:
                     event = by_id[event_id]
                     for stream, seq in event.recipients:
-                        await self.manager.emit(event.type, event.envelope(seq), room=stream)
+                        await self.manager.emit(
+                            event.type, event.envelope(stream, seq), room=stream
+                        )
             if self.push_channel is not None and finished:
                 # Web Push is queued with the handoff, all or nothing; the push sender sends
                 # it apart, so a slow push service never holds up this loop.

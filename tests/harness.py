@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import jwt
 import psycopg
 import socketio
 from psycopg.conninfo import conninfo_to_dict
@@ -283,6 +285,11 @@ class StreamFollower(SocketRecorder):
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _gap_check: asyncio.Task[None] | None = None
 
+    @functools.cached_property
+    def stream(self) -> str:
+        """The user stream it follows (from its token's subject)."""
+        return f"user:{jwt.decode(self.token, options={'verify_signature': False})['sub']}"
+
     async def _record(self, event: str, data: Any) -> None:
         if isinstance(data, dict) and "seq" in data and event not in ("sync", "resync"):
             if data["id"] in self.seen_ids:
@@ -298,7 +305,7 @@ class StreamFollower(SocketRecorder):
             self._synced(data)
         elif event == "resync":
             self._spawn(self._request())
-        elif isinstance(data, dict) and "seq" in data:
+        elif isinstance(data, dict) and data.get("stream") == self.stream:
             self._arrived(data["seq"])
 
     def _arrived(self, seq: int) -> None:

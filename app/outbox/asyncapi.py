@@ -48,10 +48,14 @@ class EventEnvelope(CamelModel):
     )
     type: str = Field(description="The event type, also the Socket.IO event name.")
     version: int = Field(ge=1, description="The schema version of `data`.")
+    stream: str = Field(
+        pattern=r"^(user|chat):",
+        description="The stream (room) it arrived on: `user:<id>` or `chat:<id>`.",
+    )
     seq: int = Field(
         ge=1,
-        description="The event's number in the stream (room) it arrived on; a gap means a "
-        "missed event (reconnect with `lastSeq` to replay).",
+        description="The event's number in its stream; numbers are contiguous, so a gap means "
+        "a missed event (docs/delivery.md: wait briefly, then `sync.request`).",
     )
     occurred_at: datetime = Field(description="When the writing transaction staged the event.")
     family_id: uuid.UUID | None = Field(description="The family the event belongs to.")

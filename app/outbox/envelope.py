@@ -35,12 +35,13 @@ class OutboxEventRow:
             recipients=[(stream, int(seq)) for stream, seq in recipients or []],
         )
 
-    def envelope(self, seq: int) -> dict[str, Any]:
-        """The envelope as sent on the stream where this event has number ``seq``."""
+    def envelope(self, stream: str, seq: int) -> dict[str, Any]:
+        """The envelope as sent on ``stream``, where this event has number ``seq``."""
         return {
             "id": f"evt_{self.id}",
             "type": self.type,
             "version": self.version,
+            "stream": stream,
             "seq": seq,
             "occurredAt": self.created_at.astimezone(UTC)
             .isoformat(timespec="milliseconds")

@@ -85,7 +85,7 @@ async def events_after(session: AsyncSession, *, stream: str, after: int, limit:
         expected = row.seq + 1
         if row.status == "delivered":
             event = OutboxEventRow.from_row((*tuple(row)[3:], []))
-            envelopes.append(event.envelope(row.seq))
+            envelopes.append(event.envelope(stream, row.seq))
         elif row.status == "dead":
             missing += 1
         else:

@@ -117,7 +117,7 @@ def without_body(message: dict[str, Any]) -> dict[str, Any]:
 
 def notification_message(event: OutboxEventRow, note: Notification) -> dict[str, Any]:
     """The envelope trimmed to what a notification needs, at most ``MAX_MESSAGE_BYTES``."""
-    envelope = event.envelope(seq=0)
+    envelope = event.envelope(stream="", seq=0)
     message = {name: envelope[name] for name in ENVELOPE_FIELDS}
     message.update(
         title=_clip(note.title, MAX_TITLE_CHARS),
