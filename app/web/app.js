@@ -159,6 +159,8 @@ function acceptEnvelope(envelope) {
   if (state.seenEventIds.size > SEEN_LIMIT) {
     state.seenEventIds.delete(state.seenEventIds.values().next().value);
   }
+  // Our position is in our own user stream (chat streams would keep positions of their own).
+  if (envelope.stream !== `user:${state.user?.id}`) return true;
   if (state.lastSeq === null || envelope.seq > state.lastSeq) {
     state.ahead.add(envelope.seq);
     absorbAhead();
