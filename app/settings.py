@@ -26,20 +26,27 @@ REAL_PUSH_SERVICES = (
 PUSH_HOST_PATTERN = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
 
-class Settings(BaseSettings):
-    """Configuration shared by the web process, the dispatcher and the CLI."""
+class DatabaseSettings(BaseSettings):
+    """Where the database is: all that migrations (the release phase) need."""
 
     # Errors must not echo the input: it holds the JWT secret and the VAPID private key.
     model_config = SettingsConfigDict(
         env_prefix="APP_", env_file=".env", extra="ignore", hide_input_in_errors=True
     )
 
-    environment: Literal["development", "test", "production"] = "development"
     # The conventional unprefixed DATABASE_URL wins so platforms that inject it just work.
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         validation_alias=AliasChoices("DATABASE_URL", "APP_DATABASE_URL"),
     )
+
+
+class Settings(DatabaseSettings):
+    """Configuration shared by the web process, the dispatcher and the CLI."""
+
+    # Fail closed: a deployment that sets nothing is production, and refuses the placeholder
+    # secret and the committed VAPID keys; `python3 dev.py` asks for development explicitly.
+    environment: Literal["development", "test", "production"] = "production"
     jwt_secret: str = PLACEHOLDER_SECRET
     jwt_audience: str = "family-app"
     jwt_issuer: str = "family-app-api"

@@ -355,7 +355,8 @@ def runner_main(kind: str, database_url: str, batch: int, extra: list[str]) -> N
         return
     from app.settings import Settings
 
-    channel = Settings().socketio_channel
+    # Only the channel's name is read: the development defaults do.
+    channel = Settings(environment="development").socketio_channel
     drain = run_pgqueuer(database_url, batch, channel, int(extra[0]) or None, extra[1])
     try:
         import uvloop

@@ -313,7 +313,9 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
         else:
             from app.settings import Settings
 
-            listener = Listener(database_url, Settings().outbox_channel)
+            # Only the channel's name is read: the development defaults do.
+            channel = Settings(environment="development").outbox_channel
+            listener = Listener(database_url, channel)
             stack.callback(listener.close)
         workers = []
         for index in range(args.processes):

@@ -8,14 +8,15 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from app.db import sqlalchemy_url
-from app.settings import get_settings
+from app.settings import DatabaseSettings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name)
 
-# An explicit URL (tests pass one per template database) wins over the settings.
-database_url = config.attributes.get("database_url") or get_settings().database_url
+# An explicit URL (tests pass one per template database) wins over the settings. The release
+# phase needs nothing but the database: not the secrets the web process refuses to start without.
+database_url = config.attributes.get("database_url") or DatabaseSettings().database_url
 
 
 def run_migrations_offline() -> None:
