@@ -70,7 +70,9 @@ async def list_subscriptions(actor: CurrentUser, session: DbSession) -> list[Sub
 async def unsubscribe(
     actor: CurrentUser,
     session: DbSession,
-    endpoint: Annotated[str, Query(min_length=1, max_length=MAX_ENDPOINT_CHARS)],
+    endpoint: Annotated[
+        str, Query(min_length=1, max_length=MAX_ENDPOINT_CHARS, pattern=r"^[^\x00]+$")
+    ],
 ) -> None:
     """Unsubscribe one of the current user's browsers, named by its endpoint; queued pushes go."""
     await push_service.unsubscribe(session=session, actor=actor, endpoint=endpoint)

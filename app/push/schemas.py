@@ -41,6 +41,10 @@ class SubscriptionKeys(CamelModel):
         return value
 
 
+# The last millisecond of year 9999: a later expiry could not be stored as a timestamp.
+MAX_EXPIRATION_MS = 253_402_300_799_999
+
+
 class SubscriptionIn(CamelModel):
     """A browser's `PushSubscription`, as its `toJSON()` gives it."""
 
@@ -49,7 +53,7 @@ class SubscriptionIn(CamelModel):
 
     endpoint: str = Field(min_length=1, max_length=MAX_ENDPOINT_CHARS)
     # Milliseconds since the epoch, when the browser will drop the subscription (or null).
-    expiration_time: float | None = Field(default=None, ge=0)
+    expiration_time: float | None = Field(default=None, ge=0, le=MAX_EXPIRATION_MS)
     keys: SubscriptionKeys
 
 

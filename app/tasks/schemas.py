@@ -8,7 +8,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from app.schemas import CamelModel
+from app.schemas import CamelModel, Moment
 from app.tasks.models import Task
 
 
@@ -51,7 +51,7 @@ class TaskCreate(CamelModel):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=5000)
     karma_reward: int = Field(default=0, ge=0, le=10_000)
-    due_at: datetime | None = None
+    due_at: Moment | None = None
     assigned_to: list[uuid.UUID] = Field(default_factory=list, max_length=50)
 
 
@@ -61,7 +61,7 @@ class TaskUpdate(CamelModel):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     karma_reward: int | None = Field(default=None, ge=0, le=10_000)
-    due_at: datetime | None = None
+    due_at: Moment | None = None
     assigned_to: list[uuid.UUID] | None = Field(default=None, max_length=50)
 
     @model_validator(mode="after")
