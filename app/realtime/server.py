@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.tokens import TokenExpired, verify_token
 from app.chat.sockets import register_chat_handlers
 from app.errors import Unauthorized
+from app.families.models import User
 from app.realtime import metrics
 from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
 from app.realtime.holding import HoldingManager, HoldingPostgresManager, HoldingRedisManager
@@ -103,6 +104,12 @@ def create_socket_server(
             raise socketio.exceptions.ConnectionRefusedError("token_expired") from exc
         except Unauthorized as exc:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from exc
+        # The database decides, as on REST: a signature alone does not make a member (a user
+        # deleted since, or a forged subject, must not join a family's rooms).
+        async with sessionmaker() as session:
+            user = await session.get(User, claims.user_id)
+        if user is None or user.family_id != claims.family_id:
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized")
         await sio.save_session(
             sid, {"user_id": str(claims.user_id), "family_id": str(claims.family_id)}
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import jwt
+import psycopg
 import pytest
 import socketio
 
@@ -150,15 +152,26 @@ def forged_token(secret: str, member: Member, **overrides: object) -> str:
 
 
 async def test_bad_tokens_are_refused_at_connect(
-    api: httpx.AsyncClient, web: str, jwt_secret: str
+    api: httpx.AsyncClient, web: str, jwt_secret: str, database_url: str
 ) -> None:
     parent = await signup(api, "Ada")
+    gone = await add_member(api, parent, "Kim", "child")
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DELETE FROM users WHERE id = %s", (gone.id,))
+    stranger = await signup(api, "Bob")
     past = datetime.now(UTC) - timedelta(hours=2)
     cases = {
         "garbage": ("not-a-jwt", "unauthorized"),
         "wrong signature": (forged_token("another-secret" * 4, parent), "unauthorized"),
         "wrong audience": (forged_token(jwt_secret, parent, aud="elsewhere"), "unauthorized"),
         "expired": (forged_token(jwt_secret, parent, iat=past, exp=past), "token_expired"),
+        # Validly signed, but the user is not (or no longer) who the token says.
+        "unknown user": (forged_token(jwt_secret, parent, sub=str(uuid.uuid4())), "unauthorized"),
+        "deleted user": (gone.token, "unauthorized"),
+        "another family": (
+            forged_token(jwt_secret, parent, fam=stranger.family_id),
+            "unauthorized",
+        ),
     }
     cases["no token"] = (None, "unauthorized")
     for label, (token, reason) in cases.items():
