@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth_service
+from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
 from app.errors import AlreadyExists
 from app.families import service as family_service
@@ -47,7 +48,7 @@ async def create_demo_family(*, session: AsyncSession, password: str) -> bool:
         family_id=parent.family_id,
         email=CHILD_EMAIL,
         display_name=CHILD_NAME,
-        password=password,
+        password_hash=await hash_password(password),
         role=Role.CHILD,
     )
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -48,6 +49,15 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, details={"retryAfterSeconds": math.ceil(retry_after)})
+        self.retry_after = math.ceil(retry_after)
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """The JSON error shape shared by every 4xx/5xx answer."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
@@ -59,7 +69,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
         body = error_body(exc.code, exc.message, exc.details)
-        return JSONResponse(body, status_code=exc.status_code)
+        headers = (
+            {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        )
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

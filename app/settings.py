@@ -58,6 +58,12 @@ class Settings(DatabaseSettings):
     # python-socketio's AsyncRedisManager replaces the Postgres manager when set.
     socketio_redis_url: str | None = None
     cors_origins: list[str] = []
+    # Login attempts per window (app/auth/throttle.py): from one client address, and for one
+    # account from one address. Behind a proxy, run uvicorn with --proxy-headers so the
+    # address is the client's.
+    login_window_seconds: float = Field(default=300.0, gt=0)
+    login_attempts_per_address: int = Field(default=100, ge=1)
+    login_attempts_per_account: int = Field(default=10, ge=1)
     # Most events a reconnecting socket is replayed; past it the client refetches its state.
     replay_cap: int = Field(default=500, ge=0, le=10_000)
     # Client-originated socket events (chat.join, chat.typing, app.visibility, ...) draw from a

@@ -60,6 +60,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service as auth_service
+from app.auth.passwords import hash_password
 from app.auth.tokens import issue_token
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
@@ -215,7 +216,7 @@ async def create_family(database_url: str, size: int) -> list[Member]:
                     family_id=parent.family_id,
                     email=f"child-{index}-{tag}@example.com",
                     display_name=f"Kid {index}",
-                    password=PASSWORD,
+                    password_hash=await hash_password(PASSWORD),
                     role=Role.CHILD,
                 )
                 users.append(child)

@@ -8,10 +8,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
+# Each hash takes 64 MiB and a core for a while: a burst of them must queue, not starve the
+# event loop's other requests of CPU and memory.
+MAX_CONCURRENT_HASHES = 2
+_hashing = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+    async with _hashing:
+        return await asyncio.to_thread(_hasher.hash, password)
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -22,7 +27,8 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 async def verify_password(password_hash: str, password: str) -> bool:
-    return await asyncio.to_thread(_verify, password_hash, password)
+    async with _hashing:
+        return await asyncio.to_thread(_verify, password_hash, password)
 
 
 # Verifying against this when the e-mail is unknown keeps login timing uniform.

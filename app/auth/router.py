@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, status
 from app.auth import service as auth_service
 from app.auth.dependencies import CurrentUser
 from app.auth.schemas import LoginIn, SignupIn, TokenOut
+from app.auth.throttle import LoginThrottle
 from app.auth.tokens import issue_token
 from app.db import DbSession
 from app.families.models import User
@@ -37,13 +38,26 @@ async def signup(body: SignupIn, request: Request, session: DbSession) -> TokenO
     return _token_response(user, request.app.state.settings)
 
 
-@router.post("/auth/login", response_model=TokenOut)
-async def login(body: LoginIn, request: Request, session: DbSession) -> TokenOut:
+@router.post(
+    "/auth/login",
+    response_model=TokenOut,
+    responses={429: {"description": "Too many attempts from this address; see Retry-After"}},
+)
+async def login(body: LoginIn, request: Request) -> TokenOut:
     """Exchange e-mail and password for an access token."""
+    settings: Settings = request.app.state.settings
     user = await auth_service.authenticate(
-        session=session, email=body.email, password=body.password
+        sessionmaker=request.app.state.sessionmaker,
+        throttle=LoginThrottle(
+            window_seconds=settings.login_window_seconds,
+            per_address=settings.login_attempts_per_address,
+            per_account=settings.login_attempts_per_account,
+        ),
+        email=body.email,
+        password=body.password,
+        address=request.client.host if request.client else "unknown",
     )
-    return _token_response(user, request.app.state.settings)
+    return _token_response(user, settings)
 
 
 @router.get("/me", response_model=MemberOut)

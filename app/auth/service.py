@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.passwords import DUMMY_HASH, verify_password
+from app.auth.passwords import DUMMY_HASH, hash_password, verify_password
+from app.auth.throttle import LoginThrottle
 from app.errors import Unauthorized
 from app.families import service as family_service
 from app.families.models import Role, User
@@ -15,23 +16,42 @@ async def signup(
     *, session: AsyncSession, family_name: str, display_name: str, email: str, password: str
 ) -> User:
     """Create a family and its first parent."""
+    # Hashed before the first query, so the slow hash holds no pooled connection.
+    password_hash = await hash_password(password)
     family = await family_service.create_family(session=session, name=family_name)
     return await family_service.add_member(
         session=session,
         family_id=family.id,
         email=email,
         display_name=display_name,
-        password=password,
+        password_hash=password_hash,
         role=Role.PARENT,
     )
 
 
-async def authenticate(*, session: AsyncSession, email: str, password: str) -> User:
-    """The user with these credentials; Unauthorized otherwise, without saying which was wrong."""
-    user = await session.scalar(select(User).where(User.email == email.lower()))
+async def authenticate(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    throttle: LoginThrottle,
+    email: str,
+    password: str,
+    address: str,
+) -> User:
+    """The user with these credentials; Unauthorized otherwise, without saying which was wrong.
+
+    Owns its short transactions: the attempt is counted and the user read before the slow
+    password check, which then runs holding no pooled connection (TooManyRequests when the
+    address or the account from it is over its limit).
+    """
+    async with sessionmaker() as session, session.begin():
+        await throttle.take_slot(session, email=email, address=address)
+    async with sessionmaker() as session:
+        user = await session.scalar(select(User).where(User.email == email.lower()))
     if user is None:
         await verify_password(DUMMY_HASH, password)
         raise Unauthorized("wrong e-mail or password")
     if not await verify_password(user.password_hash, password):
         raise Unauthorized("wrong e-mail or password")
+    async with sessionmaker() as session, session.begin():
+        await throttle.succeeded(session, email=email, address=address)
     return user

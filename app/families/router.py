@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from app.auth.dependencies import CurrentUser
+from app.auth.passwords import hash_password
 from app.db import DbSession
 from app.families import service as family_service
 from app.families.schemas import MemberIn, MemberOut
@@ -28,7 +29,7 @@ async def add_member(
         family_id=family_id,
         email=body.email,
         display_name=body.display_name,
-        password=body.password,
+        password_hash=await hash_password(body.password),
         role=body.role,
     )
     return MemberOut.model_validate(user)

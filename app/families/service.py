@@ -8,7 +8,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.passwords import hash_password
 from app.errors import AlreadyExists, Forbidden, NotFound
 from app.families.models import Family, Role, User
 
@@ -26,16 +25,20 @@ async def add_member(
     family_id: uuid.UUID,
     email: str,
     display_name: str,
-    password: str,
+    password_hash: str,
     role: Role,
 ) -> User:
-    """Create a user in ``family_id``; a taken e-mail is AlreadyExists."""
+    """Create a user in ``family_id``; a taken e-mail is AlreadyExists.
+
+    The caller hashes the password (``app.auth.passwords``), before its transaction takes a
+    pooled connection if it can: the hash is slow on purpose.
+    """
     user = User(
         family_id=family_id,
         email=email.lower(),
         display_name=display_name,
         role=role,
-        password_hash=await hash_password(password),
+        password_hash=password_hash,
     )
     try:
         async with session.begin_nested():

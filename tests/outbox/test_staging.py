@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service as auth_service
+from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role, User
@@ -43,7 +44,7 @@ async def family_with_child(
             family_id=parent.family_id,
             email=f"c-{uuid.uuid4().hex}@example.com",
             display_name="C",
-            password="correct horse battery",
+            password_hash=await hash_password("correct horse battery"),
             role=Role.CHILD,
         )
     return parent, child

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import service as auth_service
+from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role, User
@@ -67,7 +68,7 @@ async def make_family(sessions: async_sessionmaker[AsyncSession]) -> Family:
                 family_id=parent.family_id,
                 email=f"{name}-{uuid.uuid4().hex}@example.com",
                 display_name=name,
-                password="correct horse battery",
+                password_hash=await hash_password("correct horse battery"),
                 role=Role.CHILD,
             )
             for name in ("kim", "lou")

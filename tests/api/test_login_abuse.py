@@ -1,0 +1,97 @@
+"""Login floods: throttled per address and per account, never a 5xx, never stalling others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.harness import signup, web_process
+
+PASSWORD = "correct horse battery"  # the one tests.harness gives every member
+
+
+def from_address(address: str) -> dict[str, str]:
+    # uvicorn trusts X-Forwarded-For from loopback (its --proxy-headers default), as from a
+    # load balancer in front of it: the throttle sees this as the client's address.
+    return {"X-Forwarded-For": address}
+
+
+async def test_a_login_flood_is_throttled_without_stalling_anyone(
+    database_url: str, log_dir: Path
+) -> None:
+    web, base_url = web_process(database_url, log_dir, APP_LOGIN_WINDOW_SECONDS="3")
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
+            victim = await signup(api, "Ada")
+            bystander = await signup(api, "Bob")
+            attacker = from_address("203.0.113.7")
+            wrong = {"email": victim.email, "password": "not the password"}
+
+            me_latencies: list[float] = []
+            flooding = True
+
+            async def keep_asking_me() -> None:
+                while flooding:
+                    started = time.perf_counter()
+                    answer = await api.get("/v1/me", headers=bystander.headers)
+                    me_latencies.append(time.perf_counter() - started)
+                    assert answer.status_code == 200
+                    await asyncio.sleep(0.02)
+
+            watcher = asyncio.create_task(keep_asking_me())
+            answers = await asyncio.gather(
+                *(api.post("/v1/auth/login", json=wrong, headers=attacker) for _ in range(60))
+            )
+            flooding = False
+            await watcher
+
+            statuses = [answer.status_code for answer in answers]
+            assert set(statuses) <= {401, 429}, statuses
+            assert statuses.count(401) <= 20
+            throttled = [answer for answer in answers if answer.status_code == 429]
+            assert len(throttled) >= 40
+            for answer in throttled:
+                assert 1 <= int(answer.headers["Retry-After"]) <= 3
+                assert answer.json()["error"]["code"] == "too_many_requests"
+            # The bystander never waited on the flood's password hashing.
+            me_latencies.sort()
+            assert me_latencies[int(0.99 * (len(me_latencies) - 1))] < 0.25, me_latencies[-5:]
+
+            # The real user, elsewhere, is not locked out; from the flooded address, only until
+            # the window ends.
+            right = {"email": victim.email, "password": PASSWORD}
+            elsewhere = await api.post(
+                "/v1/auth/login", json=right, headers=from_address("198.51.100.4")
+            )
+            assert elsewhere.status_code == 200, elsewhere.text
+            there = await api.post("/v1/auth/login", json=right, headers=attacker)
+            assert there.status_code == 429
+            await asyncio.sleep(int(there.headers["Retry-After"]) + 0.2)
+            later = await api.post("/v1/auth/login", json=right, headers=attacker)
+            assert later.status_code == 200, later.text
+    finally:
+        web.stop()
+
+
+async def test_only_failures_count_against_an_address(database_url: str, log_dir: Path) -> None:
+    # A school or an office shares one address: its members' good logins never add up.
+    web, base_url = web_process(database_url, log_dir, APP_LOGIN_ATTEMPTS_PER_ADDRESS="5")
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
+            member = await signup(api, "Ada")
+            right = {"email": member.email, "password": PASSWORD}
+            office = from_address("192.0.2.10")
+            for _ in range(12):
+                answer = await api.post("/v1/auth/login", json=right, headers=office)
+                assert answer.status_code == 200, answer.text
+            wrong = {"email": member.email, "password": "nope"}
+            failures = [
+                (await api.post("/v1/auth/login", json=wrong, headers=office)).status_code
+                for _ in range(7)
+            ]
+            assert failures == [401] * 5 + [429] * 2
+    finally:
+        web.stop()
