@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.router import router as auth_router
+from app.body_limit import BodyLimit
 from app.chat.router import router as chat_router
 from app.db import create_engine, create_sessionmaker
 from app.errors import error_body, install_error_handlers
@@ -58,6 +59,7 @@ def create_api(
     api.state.settings = settings
     api.state.sessionmaker = sessionmaker
     install_error_handlers(api)
+    api.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 
     v1 = APIRouter(prefix="/v1")
     for router in (

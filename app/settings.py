@@ -58,6 +58,8 @@ class Settings(DatabaseSettings):
     # python-socketio's AsyncRedisManager replaces the Postgres manager when set.
     socketio_redis_url: str | None = None
     cors_origins: list[str] = []
+    # The largest REST request body read (413 past it); the API's own are a few KiB.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Login attempts per window (app/auth/throttle.py): from one client address, and for one
     # account from one address. Behind a proxy, run uvicorn with --proxy-headers so the
     # address is the client's.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -82,3 +84,26 @@ async def test_a_far_future_push_expiry_is_refused(api: httpx.AsyncClient) -> No
     )
     assert_refused(response)
     assert "expirationTime" in response.text
+
+
+async def test_oversized_and_absurdly_nested_bodies_are_refused(api: httpx.AsyncClient) -> None:
+    big = b'{"email": "' + b"a" * (5 * 1024 * 1024) + b'"}'
+    answer = await api.post(
+        "/v1/auth/login", content=big, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "payload_too_large"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(80):
+            yield b" " * 65536
+
+    answer = await api.post(
+        "/v1/auth/login", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    deep = b"[" * 10_000 + b"]" * 10_000
+    answer = await api.post(
+        "/v1/auth/login", content=deep, headers={"Content-Type": "application/json"}
+    )
+    assert_refused(answer)
