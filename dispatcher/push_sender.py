@@ -35,6 +35,7 @@ from pywebpush import WebPusher
 
 from app.notifications import listen
 from app.outbox.envelope import OutboxEventRow
+from app.push.endpoints import EndpointNotAllowed, check_endpoint
 from app.push.notifications import delivery_specs, encoded, without_body
 from app.push.vapid import VapidSigner
 from app.realtime.rooms import chat_room, user_room
@@ -189,6 +190,20 @@ async def enqueue_pushes(
     return total
 
 
+class _NoRedirects:
+    """The HTTP session as pywebpush uses it (``post`` only), never following a redirect.
+
+    A 3xx from an allowed push service would otherwise carry the signed, encrypted request to
+    any host it names; the push is answered by the status instead (and dies, as a 4xx does).
+    """
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self._http = http
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self._http.post(url, allow_redirects=False, **kwargs)
+
+
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """A ``Retry-After`` header (delay in seconds, or an HTTP date) as seconds from ``now``."""
     if value is None:
@@ -257,10 +272,12 @@ class PushSender:
         database_url: str,
         settings: DispatcherSettings,
         signer: VapidSigner,
+        allowlist: Sequence[str],
     ) -> None:
         self.database_url = database_url
         self.settings = settings
         self.signer = signer
+        self.allowlist = allowlist
         self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}:push"
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -283,7 +300,12 @@ class PushSender:
         signer = VapidSigner(
             app_settings.vapid_private_key.get_secret_value(), app_settings.vapid_subject
         )
-        return cls(database_url=app_settings.database_url, settings=settings, signer=signer)
+        return cls(
+            database_url=app_settings.database_url,
+            settings=settings,
+            signer=signer,
+            allowlist=app_settings.push_endpoint_allowlist,
+        )
 
     def stop(self) -> None:
         """Stop claiming; let the requests in flight finish (up to their timeout), then return."""
@@ -391,6 +413,11 @@ class PushSender:
 
     async def send(self, item: ClaimedPush) -> Outcome:
         """Send one push; a 413 is retried once without the body text."""
+        try:
+            # Again at send time: the allowlist may have changed since the browser subscribed.
+            check_endpoint(item.endpoint, self.allowlist)
+        except EndpointNotAllowed as exc:
+            return Outcome("dead", f"endpoint not allowed: {exc.message}")
         message = item.payload
         shrunk = False
         while True:
@@ -417,7 +444,8 @@ class PushSender:
                 return Outcome("retry", detail, status, delay)
             if status >= 500:
                 return Outcome("retry", detail, status)
-            # Any other 4xx (a bad VAPID token, a malformed request) fails again if repeated.
+            # Any other 4xx (a bad VAPID token, a malformed request), or a redirect, fails
+            # again if repeated.
             return Outcome("dead", detail, status)
 
     async def _post(
@@ -426,7 +454,7 @@ class PushSender:
         assert self._http is not None
         pusher = WebPusher(
             {"endpoint": item.endpoint, "keys": {"p256dh": item.p256dh, "auth": item.auth}},
-            aiohttp_session=self._http,
+            aiohttp_session=_NoRedirects(self._http),
         )
         headers = {**self.signer.headers_for(item.endpoint), "Urgency": item.urgency}
         if item.topic:

@@ -6,26 +6,20 @@ Sending is the dispatcher's job (``dispatcher.push_sender``); nothing here talks
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy import Boolean, delete, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import AppError, Conflict, NotFound
+from app.errors import Conflict, NotFound
 from app.families.models import User
+from app.push.endpoints import check_endpoint
 from app.push.models import PushSubscription
 from app.push.schemas import SubscriptionIn
 from app.settings import Settings
 
 MAX_USER_AGENT_CHARS = 512
-
-
-class EndpointNotAllowed(AppError):
-    status_code = 422
-    code = "endpoint_not_allowed"
 
 
 class PushNotConfigured(NotFound):
@@ -34,37 +28,6 @@ class PushNotConfigured(NotFound):
 
 class TooManySubscriptions(Conflict):
     code = "too_many_subscriptions"
-
-
-def host_allowed(host: str, allowlist: Sequence[str]) -> bool:
-    """Whether ``host`` is on the allowlist (an entry ``*.example.com`` matches subdomains)."""
-    host = host.lower().rstrip(".")
-    for pattern in allowlist:
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
-def check_endpoint(endpoint: str, allowlist: Sequence[str]) -> None:
-    """Refuse anything but an https URL of an allowed push service (the server will POST there)."""
-    try:
-        url = urlsplit(endpoint)
-        url.port  # noqa: B018  (raises ValueError for a malformed port)
-    except ValueError as exc:
-        raise EndpointNotAllowed("the endpoint is not a valid URL") from exc
-    if url.scheme != "https":
-        raise EndpointNotAllowed(
-            "push endpoints must use https", details={"scheme": url.scheme or None}
-        )
-    if not url.hostname or url.username is not None or url.password is not None:
-        raise EndpointNotAllowed("the endpoint must name a host and carry no credentials")
-    if not host_allowed(url.hostname, allowlist):
-        raise EndpointNotAllowed(
-            "the endpoint is not on a known push service", details={"host": url.hostname}
-        )
 
 
 def _expiry(expiration_time: float | None) -> datetime | None:

@@ -20,8 +20,8 @@ import httpx
 import psycopg
 import pytest
 
+from app.push.endpoints import host_allowed
 from app.push.notifications import topic_of
-from app.push.service import host_allowed
 from app.push.vapid import generate_key_pair
 from dispatcher.push_sender import retry_after_seconds
 from tests.harness import (
@@ -38,6 +38,8 @@ from tests.harness import (
 from tests.push.push_service import HANG, Browser, PushService, Slow
 
 VAPID_SUBJECT = "mailto:push-tests@family.test"
+# The loopback push service, besides a real one.
+ALLOWLIST = json.dumps(["127.0.0.1", "fcm.googleapis.com"])
 
 
 @pytest.fixture
@@ -60,6 +62,7 @@ def dispatcher_env(
     return {
         "APP_VAPID_PRIVATE_KEY": vapid_keys[0],
         "APP_VAPID_SUBJECT": VAPID_SUBJECT,
+        "APP_PUSH_ENDPOINT_ALLOWLIST": ALLOWLIST,
         "DISPATCHER_PUSH_CA_FILE": str(push_service.ca_file),
         "DISPATCHER_PUSH_CONCURRENCY": "4",
         "DISPATCHER_PUSH_TIMEOUT_SECONDS": "1",
@@ -79,7 +82,7 @@ def web(database_url: str, log_dir: Path, vapid_keys: tuple[str, str]) -> Iterat
         log_dir,
         APP_VAPID_PUBLIC_KEY=vapid_keys[1],
         APP_VAPID_SUBJECT=VAPID_SUBJECT,
-        APP_PUSH_ENDPOINT_ALLOWLIST=json.dumps(["127.0.0.1", "fcm.googleapis.com"]),
+        APP_PUSH_ENDPOINT_ALLOWLIST=ALLOWLIST,
     )
     yield base_url
     proc.stop()
@@ -442,3 +445,44 @@ def test_allowlist_matches_hosts_and_subdomain_patterns() -> None:
     assert not host_allowed("evilnotify.windows.com", allowlist)
     assert not host_allowed("fcm.googleapis.com.evil.example", allowlist)
     assert len(topic_of("task:" + "x" * 500)) == 32
+
+
+async def test_no_push_follows_a_redirect_or_goes_to_a_host_no_longer_allowed(
+    api: httpx.AsyncClient,
+    push_service: PushService,
+    vapid_keys: tuple[str, str],
+    database_url: str,
+    log_dir: Path,
+) -> None:
+    ada = await signup(api, "Ada")
+    kim = await add_member(api, ada, "Kim", "child")
+    redirecting, elsewhere = push_service.new_browser(), push_service.new_browser()
+    subscription = await subscribe(api, kim, redirecting)
+    # A 307 keeps the method and the body: followed, the signed push would land elsewhere.
+    push_service.script(redirecting, (307, {"Location": elsewhere.endpoint}))
+    dispatcher = start_dispatcher(database_url, log_dir, dispatcher_env(push_service, vapid_keys))
+    try:
+        await grant(api, ada, kim, 1)
+        await eventually(lambda: deliveries(database_url, subscription["id"]) == [("dead", 1)])
+        assert push_service.pushes(elsewhere) == []
+    finally:
+        dispatcher.stop()
+
+    # The allowlist no longer names the push service: nothing is sent there any more.
+    narrowed = dispatcher_env(
+        push_service,
+        vapid_keys,
+        APP_PUSH_ENDPOINT_ALLOWLIST=json.dumps(["fcm.googleapis.com"]),
+    )
+    dispatcher = start_dispatcher(database_url, log_dir, narrowed)
+    try:
+        sent_before = len(push_service.pushes(redirecting))
+        await grant(api, ada, kim, 2)
+        await eventually(
+            lambda: deliveries(database_url, subscription["id"]) == [("dead", 1), ("dead", 1)]
+        )
+        assert len(push_service.pushes(redirecting)) == sent_before
+        dead = outbox_cli(database_url, "list", "--push", "--status", "dead")
+        assert any("endpoint not allowed" in (d["last_error"] or "") for d in dead)
+    finally:
+        dispatcher.stop()
