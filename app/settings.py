@@ -57,6 +57,7 @@ class Settings(DatabaseSettings):
     socketio_channel: str = "socketio"
     # python-socketio's AsyncRedisManager replaces the Postgres manager when set.
     socketio_redis_url: str | None = None
+    # Origins of other sites allowed to open sockets; empty: only the web client's own origin.
     cors_origins: list[str] = []
     # The largest REST request body read (413 past it); the API's own are a few KiB.
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -33,9 +33,7 @@ _TAKE_SLOT = text(
 
 _FORGET = text("DELETE FROM login_attempts WHERE key = :key")
 
-_GIVE_BACK = text(
-    "UPDATE login_attempts SET attempts = greatest(attempts - 1, 0) WHERE key = :key"
-)
+_GIVE_BACK = text("UPDATE login_attempts SET attempts = greatest(attempts - 1, 0) WHERE key = :key")
 
 
 @dataclass(frozen=True, slots=True)

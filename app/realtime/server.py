@@ -43,7 +43,8 @@ def create_socket_server(
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
-        cors_allowed_origins=settings.cors_origins,
+        # Unset means the page's own origin only (python-socketio's None), never "any".
+        cors_allowed_origins=settings.cors_origins or None,
         # Client frames are small (acks, typing, visibility); bigger ones are refused undecoded.
         max_http_buffer_size=64 * 1024,
     )

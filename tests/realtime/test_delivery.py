@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import httpx
 import jwt
 import psycopg
@@ -203,3 +204,23 @@ async def test_socket_is_disconnected_when_its_token_expires(
         assert not recorder.client.connected
     finally:
         proc.stop()
+
+
+async def test_sockets_from_another_site_are_refused(api: httpx.AsyncClient, web: str) -> None:
+    parent = await signup(api, "Ada")
+    # Its own HTTP session: the refused handshake leaves the client's open otherwise.
+    async with aiohttp.ClientSession() as http:
+        foreign = socketio.AsyncClient(reconnection=False, http_session=http)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await foreign.connect(
+                web,
+                auth={"token": parent.token},
+                headers={"Origin": "https://evil.example"},
+                transports=["websocket"],
+            )
+    own = socketio.AsyncClient(reconnection=False)
+    await own.connect(
+        web, auth={"token": parent.token}, headers={"Origin": web}, transports=["websocket"]
+    )
+    assert own.connected
+    await own.disconnect()
