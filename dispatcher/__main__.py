@@ -18,7 +18,7 @@ from app.realtime.server import create_client_manager
 from app.settings import Settings, get_settings
 from dispatcher.jobs import create_scheduler
 from dispatcher.listener import wake_on_notify
-from dispatcher.liveness import Liveness
+from dispatcher.liveness import Liveness, drain_session_name
 from dispatcher.push_sender import PushSender
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import Worker
@@ -59,7 +59,7 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
     manager = create_client_manager(app_settings, write_only=True)
     wake = asyncio.Event()
     pool = AsyncConnectionPool(
-        with_application_name(app_settings.database_url, "dispatcher"),
+        with_application_name(app_settings.database_url, drain_session_name()),
         min_size=2,
         max_size=4,
         # A broken connection fails its drain, which is retried, and the pool discards it; no
@@ -71,7 +71,9 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
         open=False,
     )
     liveness = Liveness(
-        app_settings.database_url, interval_seconds=settings.liveness_interval_seconds
+        app_settings.database_url,
+        interval_seconds=settings.liveness_interval_seconds,
+        stalled_transaction_seconds=settings.stalled_transaction_seconds,
     )
     async with pool:
         # Web Push (DESIGN §8): the worker queues pushes, a sender loop of their own sends them.

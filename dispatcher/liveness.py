@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 LIVENESS_LOCK_CLASS = 7_002  # the advisory-lock namespace of dispatcher liveness
 
 
+def drain_session_name(pid: int | None = None) -> str:
+    """The application_name of a dispatcher's drain sessions (its process id in it)."""
+    return f"dispatcher:{os.getpid() if pid is None else pid}"
+
+
 def new_owner() -> str:
     """A claim owner unique to this process and liveness session."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -36,9 +41,12 @@ def new_owner() -> str:
 class Liveness:
     """Keeps this process's liveness lock and heartbeat, and expires dead owners' leases."""
 
-    def __init__(self, conninfo: str, *, interval_seconds: float) -> None:
+    def __init__(
+        self, conninfo: str, *, interval_seconds: float, stalled_transaction_seconds: float
+    ) -> None:
         self.conninfo = conninfo
         self.interval_seconds = interval_seconds
+        self.stalled_transaction_seconds = stalled_transaction_seconds
         self.owner = new_owner()
 
     async def run(self) -> None:
@@ -52,10 +60,24 @@ class Liveness:
             self.owner = new_owner()
             await asyncio.sleep(self.interval_seconds)
 
+    async def _cut_stalled_transactions(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        # A dispatcher stopped between two messages of its pipelined delivery transaction
+        # leaves its session "active", where no idle-in-transaction timeout applies; its stream
+        # locks would stop every other dispatcher's delivery of those streams until it resumed.
+        cur = await conn.execute(
+            queries.TERMINATE_STALLED_DELIVERIES,
+            {
+                "own": drain_session_name(),
+                "stalled_seconds": self.stalled_transaction_seconds,
+            },
+        )
+        if cut := sum(1 for row in await cur.fetchall() if row[0]):
+            logger.warning("cut off a stalled dispatcher's transaction", extra={"sessions": cut})
+
     async def _live(self) -> None:
         params: dict[str, Any] = {"lock_class": LIVENESS_LOCK_CLASS}
         async with await psycopg.AsyncConnection.connect(
-            with_application_name(self.conninfo, "dispatcher-liveness"),
+            with_application_name(self.conninfo, f"dispatcher-liveness:{os.getpid()}"),
             autocommit=True,
             options="-c statement_timeout=10s -c lock_timeout=5s",
         ) as conn:
@@ -75,4 +97,5 @@ class Liveness:
                             extra={"rows": len(expired), "first_event_id": min(expired)},
                         )
                     await conn.execute(queries.FORGET_DEAD_WORKERS, params)
+                    await self._cut_stalled_transactions(conn)
                 await asyncio.sleep(self.interval_seconds)

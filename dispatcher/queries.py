@@ -140,3 +140,12 @@ ON CONFLICT (owner) DO UPDATE SET heartbeat_at = clock_timestamp()
 FORGET_DEAD_WORKERS = f"""
 DELETE FROM outbox_workers WHERE hashtext(owner)::oid NOT IN ({LIVE_OWNER_KEYS})
 """
+
+# Delivery transactions take milliseconds; one open for longer than this belongs to a stalled
+# dispatcher (dispatcher.liveness), whatever state its session is in.
+TERMINATE_STALLED_DELIVERIES = """
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND application_name LIKE 'dispatcher:%%' AND application_name <> %(own)s
+  AND xact_start < now() - make_interval(secs => %(stalled_seconds)s)
+"""

@@ -33,6 +33,9 @@ class DispatcherSettings(BaseSettings):
     lock_timeout_seconds: float = Field(default=2.0, gt=0)
     statement_timeout_seconds: float = Field(default=30.0, gt=0)
     idle_in_transaction_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Another dispatcher's delivery transaction open this long is cut off by the liveness job
+    # (a stall mid-pipeline escapes the idle timeout).
+    stalled_transaction_seconds: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=10, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)

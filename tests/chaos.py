@@ -362,7 +362,7 @@ def terminate_backends(database_url: str, *, application_names: tuple[str, ...])
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             " AND (application_name = ANY(%s) OR application_name LIKE 'listen:%%'"
-            "      OR application_name = '')",
+            "      OR application_name LIKE 'dispatcher%%' OR application_name = '')",
             (list(application_names),),
         ).fetchone()
     return int(row[0]) if row else 0
@@ -419,7 +419,7 @@ async def connection_kills(system: System, scenario: Scenario) -> None:
         await asyncio.sleep(system.knobs.run_seconds / 3)
         killed = terminate_backends(
             system.database_url,
-            application_names=("dispatcher", "dispatcher-liveness", "socketio-publisher"),
+            application_names=("socketio-publisher",),
         )
         scenario_note(system, f"terminated {killed} backends")
     await asyncio.sleep(system.knobs.run_seconds / 3)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
-from tests.events import commit_events
+from tests.events import commit_events, wait_until_delivered
 from tests.harness import (
     ManagedProcess,
     StreamFollower,
@@ -88,13 +88,13 @@ async def test_a_stalled_dispatcher_stops_no_other_stream(
         assert proc.stop() == 0
 
 
-def open_dispatcher_transaction(database_url: str) -> int | None:
-    """The backend of a dispatcher transaction that is open right now, if any."""
+def open_dispatcher_transaction(database_url: str, pid: int) -> int | None:
+    """The backend of a delivery transaction of dispatcher ``pid`` open right now, if any."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'dispatcher' AND xact_start IS NOT NULL"
-            " AND state <> 'idle' AND pid <> pg_backend_pid()"
+            " AND application_name = %s AND xact_start IS NOT NULL AND state <> 'idle'",
+            (f"dispatcher:{pid}",),
         ).fetchone()
     return None if row is None else int(row[0])
 
@@ -113,26 +113,33 @@ async def test_a_dispatcher_stopped_inside_its_transaction_is_cut_off(
     database_url: str,
     start_dispatcher: Callable[..., ManagedProcess],
 ) -> None:
-    child = await add_member(api, await signup(api, "Ada"), "Kim", "child")
-    follower = StreamFollower(web, child.token)
+    parent = await signup(api, "Ada")
+    children = [await add_member(api, parent, f"Kid{i}", "child") for i in range(6)]
+    follower = StreamFollower(web, children[0].token)
     await follower.connect()
-    total = 3000
-    await commit_events(database_url, child.id, child.family_id, total)
-    stalled = start_dispatcher(
-        DISPATCHER_BATCH_SIZE="20", DISPATCHER_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS="2"
-    )
-    await follower.wait_until(lambda events: len(events) >= 100, 30)
+    # Many streams, so that both dispatchers are busy delivering, each its own.
+    total = 600
+    for child in children:
+        await commit_events(database_url, child.id, child.family_id, total)
+    env = {
+        "DISPATCHER_BATCH_SIZE": "5",
+        "DISPATCHER_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS": "2",
+        "DISPATCHER_STALLED_TRANSACTION_SECONDS": "3",
+    }
+    stalled, _ = start_dispatcher(**env), start_dispatcher(**env)
+    await follower.wait_until(lambda events: len(events) >= 20, 30)
     assert stalled.process is not None
     backend = None
     for _ in range(1000):
         os.kill(stalled.process.pid, signal.SIGSTOP)
-        if (backend := open_dispatcher_transaction(database_url)) is not None:
+        if (backend := open_dispatcher_transaction(database_url, stalled.process.pid)) is not None:
             break
         os.kill(stalled.process.pid, signal.SIGCONT)
         await asyncio.sleep(0.002)
     assert backend is not None, "never caught the dispatcher inside its transaction"
     try:
-        # Whatever step it stopped at, the server cuts the stalled transaction and its locks.
+        # Whatever step it stopped at, its transaction is cut off, and its locks with it: by
+        # the server's idle timeout, or by the other dispatcher when the session looks busy.
         deadline = time.monotonic() + 8
         while backend_alive(database_url, backend):
             assert time.monotonic() < deadline, "the stalled transaction was never cut off"
@@ -142,3 +149,4 @@ async def test_a_dispatcher_stopped_inside_its_transaction_is_cut_off(
     await follower.wait_until(lambda events: len(events) == total, 60)
     assert [e["seq"] for e in follower.envelopes()] == list(range(1, total + 1))
     assert follower.duplicates == 0
+    await wait_until_delivered(database_url, total * len(children), 60)
