@@ -44,6 +44,7 @@ from tests.harness import (
     StreamFollower,
     add_member,
     dispatcher_process,
+    process_env,
     signup,
     stop_while_holding_leases,
     web_process,
@@ -379,6 +380,8 @@ class Scenario:
     fault: Fault
     manager: str = "postgres"
     throwaway_postgres: bool = False
+    # Nothing may end up "told": every event must reach its clients (late ones included).
+    all_received: bool = False
 
 
 async def no_fault(system: System, scenario: Scenario) -> None:
@@ -509,7 +512,7 @@ def outbox_cli(database_url: str, *args: str) -> str:
 
     completed = subprocess.run(
         [sys.executable, "-m", "dispatcher.cli", *args],
-        env={**os.environ, "DATABASE_URL": database_url},
+        env=process_env(database_url),
         capture_output=True,
         text=True,
         timeout=120,
@@ -534,7 +537,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("dispatcher SIGKILL, redis", dispatcher_kills, manager="redis"),
         Scenario("connection kills, redis", connection_kills, manager="redis"),
         Scenario("web SIGKILL, redis", web_kill, manager="redis"),
-        Scenario("poison, fixed, replayed", poison_then_replay),
+        Scenario("poison, fixed, replayed", poison_then_replay, all_received=True),
         Scenario("retention while offline", retention_while_offline),
         Scenario("position beyond head", position_beyond_head),
     ]

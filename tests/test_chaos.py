@@ -21,5 +21,7 @@ async def test_no_silent_hole_under(name: str, server_url: str, tmp_path: Path) 
     assert result.misdelivered == 0, f"events received by someone they were not for: {result.row()}"
     assert result.unsettled == 0, f"clients whose position never reached the head: {result.row()}"
     assert result.received + result.told == result.deliveries
+    if SCENARIOS[name].all_received:
+        assert result.told == 0, result.row()
     # Faults cost seconds at most for the few events they catch, never the bulk of them.
     assert statistics.median(result.latencies_ms) < 3000, result.row()
