@@ -78,7 +78,7 @@ class Settings(DatabaseSettings):
     # as online once the heartbeat is older than the stale window (a crashed process).
     presence_heartbeat_seconds: float = Field(default=5.0, gt=0)
     presence_stale_seconds: float = Field(default=30.0, gt=0)
-    # Web Push (DESIGN §8). The VAPID key pair, base64url (generate one with `outbox
+    # Web Push (README, Web Push). The VAPID key pair, base64url (generate one with `outbox
     # vapid-keys`): web processes need the public key (given, or derived from the private one),
     # the dispatcher the private key. Outside development, no key means Web Push is off; in
     # development a committed pair is used, which is refused anywhere else.

@@ -1,4 +1,4 @@
-"""The bare baselines DESIGN.md §11 measures the system against, each timed in the same run."""
+"""The bare baselines the benchmarks measure the system against, each timed in the same run."""
 
 from __future__ import annotations
 

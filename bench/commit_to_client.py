@@ -1,4 +1,4 @@
-"""Commit -> Socket.IO client latency, beside its two bare baselines (DESIGN.md §11).
+"""Commit -> Socket.IO client latency, beside its two bare baselines (README, Benchmarks).
 
     .venv/bin/python bench/commit_to_client.py [--events 2000] [--rate 1000] [--database-url URL]
 
@@ -200,7 +200,7 @@ def table_row(label: str, stats: dict[str, Any]) -> str:
 def report(results: dict[str, Any], rate: float) -> dict[str, Any]:
     """Print the table and the §11 budget checks; return the verdicts."""
     cores = os.cpu_count() or 1
-    print(f"\nCommit -> Socket.IO client (DESIGN.md §11), {cores} cores; load average (1/5/15m):")
+    print(f"\nCommit -> Socket.IO client, {cores} cores; load average (1/5/15m):")
     print("  " + ", ".join(f"{k} {v}" for k, v in results["load_average"].items()))
     print(f"  code under test: {results['source']}")
     print(f"  {'latency, ms':<46}{'n':>6}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
@@ -230,7 +230,7 @@ def report(results: dict[str, Any], rate: float) -> dict[str, Any]:
     }
     passed = {k: "PASS" if v else "FAIL" for k, v in verdicts.items()}
     short = "" if rate_met else f" (only {paced['achieved_events_per_s']} events/s reached)"
-    print("Budget (DESIGN.md §11), on receipt - 201 response:")
+    print("Budget, on receipt - 201 response:")
     print(
         f"  p50 within 5 x (A_p50 + B_p50): {p50:.2f} ms vs 5 x ({a['p50']:.2f} + {b['p50']:.2f})"
         f" = {limit:.2f} ms  {passed['p50_within_5x_baselines']}"

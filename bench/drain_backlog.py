@@ -1,4 +1,4 @@
-"""Draining a 100,000-event outbox backlog, beside its two baselines (DESIGN.md §11).
+"""Draining a 100,000-event outbox backlog, beside its two baselines.
 
     .venv/bin/python bench/drain_backlog.py [--events 100000] [--streams 1000] [--database-url URL]
 
@@ -575,7 +575,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
 
 def report(results: dict[str, Any], events: int) -> dict[str, Any]:
     cores = os.cpu_count() or 1
-    print(f"\nDraining a {events:,}-event backlog (DESIGN.md §11), {cores} cores")
+    print(f"\nDraining a {events:,}-event backlog, {cores} cores")
     print(f"  code under test: {results['source']}; batch size {DISPATCHER_BATCH}")
     header = f"  {'runner':<52}{'events/s':>10}{'seconds':>9}{'start-up':>9}"
     print(header + "  1-min load before/after, others' CPU meanwhile")
@@ -603,7 +603,7 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
     phases = results["phases"]
     verdicts: dict[str, Any] = {}
     if "system" not in phases:
-        print("Budget (DESIGN.md §11): not judged (the system phase was not run)")
+        print("Budget: not judged (the system phase was not run)")
         return verdicts
     system = phases["system"]
     complete = (
@@ -612,7 +612,7 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
         and system["first_stream_receipts"]["missing"] == 0
     )
     verdicts["system_delivered_everything"] = complete
-    print("Budget (DESIGN.md §11):")
+    print("Budget:")
     for key, name, budget in (
         ("bare", "bare loop", RATIO_VS_BARE),
         ("pgqueuer", "pgqueuer ", RATIO_VS_PGQUEUER),

@@ -1,4 +1,4 @@
-"""Web-process memory per idle authenticated WebSocket connection (DESIGN.md §11).
+"""Web-process memory per idle authenticated WebSocket connection.
 
     .venv/bin/python bench/idle_connections.py [--connections 10000] [--clients 4] [--hold 30]
 
@@ -440,7 +440,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
 def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     phases = results["phases"]
     print(
-        f"\nWeb-process memory per idle authenticated WebSocket (DESIGN.md §11):"
+        f"\nWeb-process memory per idle authenticated WebSocket:"
         f" {args.connections:,} sockets from {args.clients} client processes, held {args.hold:g} s"
     )
     print(f"  code under test: {results['source']}")
@@ -462,7 +462,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         if r["failure_examples"]:
             print(f"    failures ({r['failed']}), e.g.: {r['failure_examples'][0]}")
     verdicts: dict[str, Any] = {}
-    print("Budget (DESIGN.md §11): <= 30 KB per idle authenticated socket, 10,000 on one process")
+    print("Budget: <= 30 KB per idle authenticated socket, 10,000 on one process")
     print("  (30 KB read as 30 KiB = 30,720 bytes, the lenient reading; RSS growth / sockets)")
     judged = [n for n in ("system-deflate", "system-none") if n in phases]
     for name in judged:

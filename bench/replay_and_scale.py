@@ -1,4 +1,4 @@
-"""Replay of missed events on reconnect, and delivery through 2 web x 2 dispatchers (DESIGN §7, §9).
+"""Replay of missed events on reconnect, and delivery through 2 web x 2 dispatchers.
 
     .venv/bin/python bench/replay_and_scale.py [--events 2000] [--users 50] [--database-url URL]
 
@@ -660,7 +660,7 @@ def report(results: dict[str, Any]) -> bool:
     """Print the tables; return whether every check passed."""
     cores = os.cpu_count() or 1
     ok = True
-    print(f"\nReplay and scale-out (DESIGN.md §7, §9), {cores} cores")
+    print(f"\nReplay and scale-out, {cores} cores")
     print(
         "  load average (1/5/15m): "
         + "; ".join(f"{k} {v}" for k, v in results["load_average"].items())

@@ -1,4 +1,4 @@
-"""What the outbox costs the write path: mutation throughput at 16 concurrent writers (DESIGN §11).
+"""What the outbox costs the write path: mutation throughput at 16 concurrent writers.
 
     .venv/bin/python bench/write_overhead.py [--writers 16] [--processes 2] [--seconds 15]
 
@@ -363,7 +363,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     phases = results["phases"]
     print(
-        f"\nOutbox cost on the write path (DESIGN.md §11), {cores} cores: app.tasks.service"
+        f"\nOutbox cost on the write path, {cores} cores: app.tasks.service"
         f".create_task, {args.writers} writers in {args.processes} process(es),"
         f" {args.seconds:g} s x {args.rounds} round(s) per mode"
         + (", real dispatcher draining" if args.with_dispatcher else "")
@@ -403,7 +403,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     errors = sum(p["errors"] for p in phases)
     cost = summary["outbox"]["cost_percent"]
     ok = cost <= BUDGET_PERCENT and errors == 0
-    print("Budget (DESIGN.md §11):")
+    print("Budget:")
     print(
         f"  outbox row + NOTIFY costs {cost:.1f}% of the mutation's throughput at"
         f" {args.writers} writers (budget <= {BUDGET_PERCENT:g}%)  {'PASS' if ok else 'FAIL'}"

@@ -76,7 +76,7 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
         stalled_transaction_seconds=settings.stalled_transaction_seconds,
     )
     async with pool:
-        # Web Push (DESIGN §8): the worker queues pushes, a sender loop of their own sends them.
+        # Web Push: the worker queues pushes, a sender loop of their own sends them.
         pusher = PushSender.from_settings(app_settings, settings)
         push_channel = settings.push_channel if app_settings.web_push_enabled else None
         worker = Worker(

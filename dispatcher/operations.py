@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from dispatcher import queries
 from dispatcher.liveness import LIVENESS_LOCK_CLASS
 
 Status = Literal["pending", "delivered", "dead"]
@@ -305,15 +306,10 @@ async def list_push_deliveries(
         return await cur.fetchall()
 
 
-# Dispatcher liveness (dispatcher.liveness): the owners whose liveness lock is held right now.
-# The same predicate as queries.LIVE_OWNER_KEYS, spelled out so each query is one plain string.
+# Dispatcher liveness (dispatcher.liveness): live owners are those the liveness job counts.
 
-WORKERS = """
-WITH live AS (
-    SELECT objid FROM pg_locks
-    WHERE locktype = 'advisory' AND classid = %(lock_class)s::oid AND objsubid = 2 AND granted
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-),
+WORKERS = f"""
+WITH live AS ({queries.LIVE_OWNER_KEYS}),
 leases AS (
     SELECT claimed_by, count(*) AS leased_rows, min(lease_expires_at) AS earliest_lease_expires_at
     FROM outbox_events
@@ -349,12 +345,8 @@ async def workers(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
 # nobody has claimed the row again), a claim by an owner that is not live (its lease is expired
 # within about a second while any dispatcher runs), or a failing event (retrying, and holding
 # its streams back for a while after its first failure).
-STALE = """
-WITH live AS (
-    SELECT objid FROM pg_locks
-    WHERE locktype = 'advisory' AND classid = %(lock_class)s::oid AND objsubid = 2 AND granted
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-),
+STALE = f"""
+WITH live AS ({queries.LIVE_OWNER_KEYS}),
 checked AS (
     SELECT e.id, e.type, e.attempts, e.claimed_by, e.lease_expires_at,
            extract(epoch FROM e.lease_expires_at - now())::float8 AS lease_expires_in_seconds,

@@ -85,7 +85,33 @@ def _cluster_parent(base_dir: Path) -> Path:
     raise ThrowawayError(f"no directory the {POSTGRES_USER} user can reach for the cluster")
 
 
-class ThrowawayPostgres:
+class _Server:
+    """Started by ``with``, and always closed when the block ends, even if starting failed."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ThrowawayPostgres(_Server):
     """A Postgres cluster of the test's own, run as the postgres OS user, stoppable at will."""
 
     def __init__(self, base_dir: Path) -> None:
@@ -244,24 +270,8 @@ class ThrowawayPostgres:
                 shutil.copyfile(self.log_path, self.base_dir / f"postgres-{self.port}.log")
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ThrowawayRedis:
+class ThrowawayRedis(_Server):
     """A redis-server of the test's own, without persistence, stoppable at will."""
 
     def __init__(self, base_dir: Path) -> None:
@@ -352,19 +362,3 @@ class ThrowawayRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
