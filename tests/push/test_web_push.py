@@ -8,171 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psycopg
-import pytest
 
 from app.push.endpoints import host_allowed
 from app.push.notifications import topic_of
-from app.push.vapid import generate_key_pair
 from dispatcher.push_sender import retry_after_seconds
-from tests.harness import (
-    REPO_ROOT,
-    ManagedProcess,
-    Member,
-    SocketRecorder,
-    add_member,
-    dispatcher_process,
-    process_env,
-    signup,
-    web_process,
+from tests.harness import ManagedProcess, SocketRecorder, add_member, signup
+from tests.push.push_service import HANG, PushService, Slow
+from tests.push.support import (
+    deliveries,
+    dispatcher_env,
+    event_ids,
+    eventually,
+    grant,
+    outbox_cli,
+    pending_pushes,
+    start_dispatcher,
+    subscribe,
+    subscription_exists,
 )
-from tests.push.push_service import HANG, Browser, PushService, Slow
-
-VAPID_SUBJECT = "mailto:push-tests@family.test"
-# The loopback push service, besides a real one.
-ALLOWLIST = json.dumps(["127.0.0.1", "fcm.googleapis.com"])
-
-
-@pytest.fixture
-def vapid_keys() -> tuple[str, str]:
-    return generate_key_pair()
-
-
-@pytest.fixture
-async def push_service(tmp_path: Path, vapid_keys: tuple[str, str]) -> AsyncIterator[PushService]:
-    service = PushService(vapid_keys[1], tmp_path)
-    await service.start()
-    yield service
-    await service.close()
-
-
-def dispatcher_env(
-    push_service: PushService, vapid_keys: tuple[str, str], **extra: str
-) -> dict[str, str]:
-    """The dispatcher holds the private key; short timeouts and backoff keep the tests quick."""
-    return {
-        "APP_VAPID_PRIVATE_KEY": vapid_keys[0],
-        "APP_VAPID_SUBJECT": VAPID_SUBJECT,
-        "APP_PUSH_ENDPOINT_ALLOWLIST": ALLOWLIST,
-        "DISPATCHER_PUSH_CA_FILE": str(push_service.ca_file),
-        "DISPATCHER_PUSH_CONCURRENCY": "4",
-        "DISPATCHER_PUSH_TIMEOUT_SECONDS": "1",
-        "DISPATCHER_PUSH_LEASE_SECONDS": "3",
-        "DISPATCHER_PUSH_RETRY_BASE_SECONDS": "0.1",
-        "DISPATCHER_PUSH_RETRY_MAX_SECONDS": "10",
-        "DISPATCHER_PUSH_MAX_ATTEMPTS": "4",
-        **extra,
-    }
-
-
-@pytest.fixture
-def web(database_url: str, log_dir: Path, vapid_keys: tuple[str, str]) -> Iterator[str]:
-    """The web process knows only the public key, and allows the loopback push service."""
-    proc, base_url = web_process(
-        database_url,
-        log_dir,
-        APP_VAPID_PUBLIC_KEY=vapid_keys[1],
-        APP_VAPID_SUBJECT=VAPID_SUBJECT,
-        APP_PUSH_ENDPOINT_ALLOWLIST=ALLOWLIST,
-    )
-    yield base_url
-    proc.stop()
-
-
-def start_dispatcher(database_url: str, log_dir: Path, env: dict[str, str]) -> ManagedProcess:
-    proc = dispatcher_process(database_url, log_dir, **env)
-    proc.wait_for_log("push sender started")
-    return proc
-
-
-@pytest.fixture
-def dispatcher(
-    database_url: str, log_dir: Path, push_service: PushService, vapid_keys: tuple[str, str]
-) -> Iterator[ManagedProcess]:
-    proc = start_dispatcher(database_url, log_dir, dispatcher_env(push_service, vapid_keys))
-    yield proc
-    proc.stop()
-
-
-async def subscribe(api: httpx.AsyncClient, member: Member, browser: Browser) -> dict[str, Any]:
-    response = await api.post(
-        "/v1/push/subscriptions", headers=member.headers, json=browser.subscription()
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def grant(api: httpx.AsyncClient, parent: Member, member: Member, amount: int) -> None:
-    response = await api.post(
-        "/v1/karma/grant",
-        headers=parent.headers,
-        json={"userId": member.id, "amount": amount, "reason": f"Tidied up x{amount}"},
-    )
-    assert response.status_code == 201, response.text
-
-
-async def event_ids(api: httpx.AsyncClient, member: Member, event_type: str) -> list[str]:
-    """The ids of the member's delivered events of a type (REST catch-up)."""
-    response = await api.get("/v1/events", headers=member.headers)
-    assert response.status_code == 200, response.text
-    return [e["id"] for e in response.json()["events"] if e["type"] == event_type]
-
-
-async def eventually(condition: Callable[[], bool], within: float = 15.0) -> None:
-    """Poll ``condition`` (a database read) until it holds, or fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.05)
-
-
-def subscription_exists(database_url: str, subscription_id: str) -> bool:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM push_subscriptions WHERE id = %s", (subscription_id,)
-        ).fetchone()
-    return row is not None and row[0] == 1
-
-
-def pending_pushes(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM push_deliveries WHERE status <> 'sent'").fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def outbox_cli(database_url: str, *args: str) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", *args, "--json"],
-        env=process_env(database_url),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def deliveries(database_url: str, subscription_id: str) -> list[tuple[str, int]]:
-    """(status, attempts) of each push delivery of a subscription."""
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT status, attempts FROM push_deliveries WHERE subscription_id = %s ORDER BY id",
-            (subscription_id,),
-        ).fetchall()
-    return [(status, attempts) for status, attempts in rows]
 
 
 async def test_grant_pushes_to_each_device_of_a_child_with_no_visible_app(
