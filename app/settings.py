@@ -50,7 +50,10 @@ class Settings(DatabaseSettings):
     jwt_secret: str = PLACEHOLDER_SECRET
     jwt_audience: str = "family-app"
     jwt_issuer: str = "family-app-api"
-    jwt_ttl_seconds: int = Field(default=3600, gt=0)
+    # Access tokens are short-lived; clients renew them with the session's refresh token, whose
+    # lifetime starts again at each use (a device used within it stays logged in).
+    jwt_ttl_seconds: int = Field(default=900, gt=0)
+    refresh_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
     # One NOTIFY per committing transaction wakes the dispatcher; without it, polling alone.
     outbox_notify: bool = True
     outbox_channel: str = "outbox_events"

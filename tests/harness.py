@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -379,10 +379,15 @@ class Member:
     email: str
     token: str
     role: str
+    refresh_token: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def with_tokens(self, token: str, refresh_token: str) -> Member:
+        """The same member in another session (another device, or after a refresh)."""
+        return replace(self, token=token, refresh_token=refresh_token)
 
 
 async def signup(api: httpx.AsyncClient, name: str = "Parent") -> Member:
@@ -399,7 +404,12 @@ async def signup(api: httpx.AsyncClient, name: str = "Parent") -> Member:
     assert response.status_code == 201, response.text
     body = response.json()
     return Member(
-        body["user"]["id"], body["user"]["familyId"], email, body["accessToken"], "parent"
+        body["user"]["id"],
+        body["user"]["familyId"],
+        email,
+        body["accessToken"],
+        "parent",
+        body["refreshToken"],
     )
 
 
@@ -416,8 +426,14 @@ async def add_member(api: httpx.AsyncClient, parent: Member, name: str, role: st
         },
     )
     assert response.status_code == 201, response.text
+    member = Member(response.json()["id"], parent.family_id, email, "", role)
+    return await log_in(api, member)
+
+
+async def log_in(api: httpx.AsyncClient, member: Member) -> Member:
+    """``member`` in a new session of their own, as on another device."""
     login = await api.post(
-        "/v1/auth/login", json={"email": email, "password": "correct horse battery"}
+        "/v1/auth/login", json={"email": member.email, "password": "correct horse battery"}
     )
     assert login.status_code == 200, login.text
-    return Member(response.json()["id"], parent.family_id, email, login.json()["accessToken"], role)
+    return member.with_tokens(login.json()["accessToken"], login.json()["refreshToken"])

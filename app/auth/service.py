@@ -1,4 +1,4 @@
-"""Sign-up and log-in."""
+"""Sign-up, log-in and password change."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.passwords import DUMMY_HASH, hash_password, verify_password
+from app.auth.sessions import revoke_sessions, session_user
 from app.auth.throttle import LoginThrottle
-from app.errors import Unauthorized
+from app.auth.tokens import TokenClaims
+from app.errors import Forbidden, Unauthorized
 from app.families import service as family_service
 from app.families.models import Role, User
+
+
+class WrongPassword(Forbidden):
+    code = "wrong_password"
 
 
 async def signup(
@@ -55,3 +61,30 @@ async def authenticate(
     async with sessionmaker() as session, session.begin():
         await throttle.succeeded(session, email=email, address=address)
     return user
+
+
+async def change_password(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    throttle: LoginThrottle,
+    claims: TokenClaims,
+    current_password: str,
+    new_password: str,
+    address: str,
+) -> None:
+    """Set a new password when the current one is right, and end the user's other sessions.
+
+    A wrong current password is a guess like a failed log-in, and counts against the same
+    throttle; as in ``authenticate``, the slow hashes run holding no pooled connection.
+    """
+    async with sessionmaker() as session, session.begin():
+        user = await session_user(session, claims)
+        await throttle.take_slot(session, email=user.email, address=address)
+    if not await verify_password(user.password_hash, current_password):
+        raise WrongPassword("the current password is wrong")
+    new_hash = await hash_password(new_password)
+    async with sessionmaker() as session, session.begin():
+        user = await session_user(session, claims)
+        user.password_hash = new_hash
+        await revoke_sessions(session, user, reason="password_changed", keep=claims.session_id)
+        await throttle.succeeded(session, email=user.email, address=address)

@@ -32,7 +32,7 @@ class ChatOut(CamelModel):
     id: uuid.UUID
     family_id: uuid.UUID
     name: str
-    created_by: uuid.UUID
+    created_by: uuid.UUID | None
     member_ids: list[uuid.UUID]
     created_at: datetime
 
@@ -59,7 +59,7 @@ class MessageOut(CamelModel):
 
     id: uuid.UUID
     chat_id: uuid.UUID
-    sender_id: uuid.UUID
+    sender_id: uuid.UUID | None
     body: str
     created_at: datetime
 

@@ -35,6 +35,20 @@ async def add_member(
     return MemberOut.model_validate(user)
 
 
+@router.delete(
+    "/families/{family_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "The family's last parent cannot be removed"}},
+)
+async def remove_member(
+    family_id: uuid.UUID, user_id: uuid.UUID, actor: CurrentUser, session: DbSession
+) -> None:
+    """Remove a member (parents only, never the last parent): their sessions end at once."""
+    await family_service.remove_member(
+        session=session, actor=actor, family_id=family_id, user_id=user_id
+    )
+
+
 @router.get("/families/{family_id}/members", response_model=list[MemberOut])
 async def list_members(
     family_id: uuid.UUID, actor: CurrentUser, session: DbSession

@@ -8,8 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import AlreadyExists, Forbidden, NotFound
+from app.auth.sessions import revoke_sessions
+from app.errors import AlreadyExists, Conflict, Forbidden, NotFound
+from app.families import events as family_events
 from app.families.models import Family, Role, User
+
+
+class LastParent(Conflict):
+    code = "last_parent"
 
 
 async def create_family(*, session: AsyncSession, name: str) -> Family:
@@ -46,6 +52,36 @@ async def add_member(
     except IntegrityError as exc:
         raise AlreadyExists("a user with this e-mail already exists") from exc
     return user
+
+
+async def remove_member(
+    *, session: AsyncSession, actor: User, family_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
+    """Remove a member (parents only; never the last parent) and end all their sessions.
+
+    Their tasks, karma and claims go with them; what they made for others (tasks, templates,
+    chats, messages) stays without an author. `session.revoked` closes their sockets and
+    `member.removed` tells everyone left.
+    """
+    require_same_family(actor, family_id)
+    require_parent(actor)
+    # Membership changes of one family queue here: two parents removing each other cannot
+    # both see the other as the remaining parent.
+    await session.execute(select(Family.id).where(Family.id == family_id).with_for_update())
+    members = {
+        m.id: m for m in await session.scalars(select(User).where(User.family_id == family_id))
+    }
+    member = members.pop(user_id, None)
+    if member is None:
+        raise NotFound("member not found")
+    if member.is_parent and not any(m.is_parent for m in members.values()):
+        raise LastParent("the family's last parent cannot be removed")
+    await revoke_sessions(session, member, reason="member_removed")
+    family_events.record_removed(
+        session=session, user_id=member.id, family_id=family_id, remaining=list(members)
+    )
+    await session.delete(member)
+    await session.flush()
 
 
 def require_same_family(actor: User, family_id: uuid.UUID) -> None:

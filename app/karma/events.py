@@ -33,7 +33,8 @@ class KarmaAwarded(EventPayload):
     reason: str
     source: AwardSource
     new_balance: int
-    granted_by: uuid.UUID
+    # None for a task's reward when the task's creator has since left the family.
+    granted_by: uuid.UUID | None
 
 
 # Topic per member: a newer award (with the newer balance) replaces one not yet delivered.
@@ -47,7 +48,9 @@ def _awarded_notification(event: KarmaAwarded) -> Notification:
     )
 
 
-def record_awarded(*, session: AsyncSession, entry: KarmaEntry, granted_by: uuid.UUID) -> None:
+def record_awarded(
+    *, session: AsyncSession, entry: KarmaEntry, granted_by: uuid.UUID | None
+) -> None:
     """Stage ``karma.awarded`` for the credit ``entry`` (a grant or a task reward)."""
     payload = KarmaAwarded(
         user_id=entry.user_id,

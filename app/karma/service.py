@@ -156,7 +156,7 @@ async def award_task_karma(
     amount: int,
     reason: str,
     task_id: uuid.UUID,
-    granted_by: uuid.UUID,
+    granted_by: uuid.UUID | None,
 ) -> list[KarmaEntry]:
     """Credit a completed task's reward to each of ``user_ids``; stages ``karma.awarded`` each."""
     entries = []

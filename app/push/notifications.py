@@ -48,7 +48,8 @@ class Notification:
     about: str
     url: str = "/"
     # Recipients who caused the event and need no notification of it.
-    skip_users: frozenset[uuid.UUID] = field(default_factory=frozenset)
+    # (None stands for an author who has left the family: nobody to skip.)
+    skip_users: frozenset[uuid.UUID | None] = field(default_factory=frozenset)
     # When set, only these recipients are notified (the others still get the socket event).
     only_users: frozenset[uuid.UUID] | None = None
 
@@ -148,7 +149,7 @@ def delivery_specs(events: Iterable[OutboxEventRow]) -> list[dict[str, Any]]:
                 "topic": topic_of(note.about),
                 "ttl_seconds": policy.ttl_seconds,
                 "urgency": policy.urgency,
-                "skip_users": sorted(str(u) for u in note.skip_users),
+                "skip_users": sorted(str(u) for u in note.skip_users if u is not None),
             }
             if note.only_users is not None:
                 spec["only_users"] = sorted(str(u) for u in note.only_users)

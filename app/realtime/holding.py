@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # (room the emit was addressed to, event name, data)
 HeldEmit = tuple[str | None, str, Any]
+# Called with (room, data) after an event has gone to this process's sockets in the room.
+EmitWatcher = Callable[[str | None, Any], Awaitable[None]]
 
 
 class HoldingManager(AsyncManager):
@@ -37,6 +39,7 @@ class HoldingManager(AsyncManager):
     def __init__(self) -> None:
         super().__init__()
         self._held: dict[str, list[HeldEmit]] = {}
+        self._watchers: dict[str, EmitWatcher] = {}
         # Strong references to announcements in flight (the loop keeps only weak ones).
         self._announcing: set[asyncio.Task[None]] = set()
 
@@ -62,6 +65,10 @@ class HoldingManager(AsyncManager):
 
     def forget(self, sid: str) -> None:
         self._held.pop(sid, None)
+
+    def watch(self, event: str, watcher: EmitWatcher) -> None:
+        """Call ``watcher`` each time ``event`` went to local sockets (sent by any process)."""
+        self._watchers[event] = watcher
 
     async def announce_channel_lost(self, namespace: str = "/") -> None:
         """Send ``resync`` to every local socket, once per stream room it is in."""
@@ -117,6 +124,8 @@ class HoldingManager(AsyncManager):
         await super().emit(
             event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
         )
+        if (watcher := self._watchers.get(event)) is not None:
+            await watcher(room, data)
 
 
 class HoldingPostgresManager(PostgresManager, HoldingManager):

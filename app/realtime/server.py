@@ -8,20 +8,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 import socketio
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.tokens import TokenExpired, verify_token
+from app.auth.sessions import session_user
+from app.auth.tokens import TokenClaims, verify_token
 from app.chat.sockets import register_chat_handlers
 from app.errors import Unauthorized
-from app.families.models import User
 from app.realtime import metrics
 from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
 from app.realtime.holding import HoldingManager, HoldingPostgresManager, HoldingRedisManager
 from app.realtime.replay import SyncRequest, catch_up, requested_last_seq
 from app.realtime.rooms import family_room, is_stream_room, user_room
+from app.schemas import CamelModel
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class RenewRequest(CamelModel):
+    """`auth.renew` from a client: the access token it refreshed, for the socket to go on with."""
+
+    token: str = Field(min_length=1, max_length=4096)
 
 
 def create_client_manager(settings: Settings, *, write_only: bool) -> HoldingManager:
@@ -64,6 +72,8 @@ def create_socket_server(
     gate = ClientEventGate(sio, settings)
     presence = register_chat_handlers(sio, gate, sessionmaker, settings)
     expiry_timers: dict[str, asyncio.TimerHandle] = {}
+    # The auth session each local socket was opened in: `session.revoked` names sessions.
+    socket_sessions: dict[str, str] = {}
     # One catch-up at a time per socket: each holds the socket's live emits until its sync.
     catching_up: dict[str, asyncio.Lock] = {}
 
@@ -88,12 +98,54 @@ def create_socket_server(
         await send_catch_up(client.sid, stream, request.last_seq)
         return ok()
 
+    async def renew(client: ClientSocket, request: RenewRequest) -> Ack:
+        """A client whose access token was refreshed hands the new one to its open socket."""
+        try:
+            claims = await checked_claims(request.token)
+        except Unauthorized as exc:
+            return refusal(exc.code, exc.message)
+        if claims.user_id != client.user_id or str(claims.session_id) != socket_sessions.get(
+            client.sid
+        ):
+            return refusal("unauthorized", "the token is of another user or session")
+        expire_at(client.sid, claims)
+        return ok()
+
     gate.on("sync.request", SyncRequest, sync_request)
+    gate.on("auth.renew", RenewRequest, renew)
     gate.on_unknown()
+
+    async def close_revoked(room: str | None, envelope: Any) -> None:
+        """`session.revoked` went to a user's sockets here: close those of the ended sessions."""
+        if room is None or not isinstance(envelope, dict):
+            return
+        ended = {str(s) for s in envelope.get("data", {}).get("sessionIds", [])}
+        for sid, _ in list(manager.get_participants("/", room)):
+            if socket_sessions.get(sid) in ended:
+                await sio.disconnect(sid)
+
+    manager.watch("session.revoked", close_revoked)
+
+    async def checked_claims(token: str) -> TokenClaims:
+        """The claims of an access token whose user and session still stand."""
+        claims = verify_token(token, settings)
+        async with sessionmaker() as session:
+            await session_user(session, claims)
+        return claims
 
     async def expire(sid: str) -> None:
         await sio.emit("session.expired", {"reason": "token_expired"}, to=sid)
         await sio.disconnect(sid)
+
+    def expire_at(sid: str, claims: TokenClaims) -> None:
+        """A socket must not outlive its token: close it when the token expires."""
+        if (timer := expiry_timers.pop(sid, None)) is not None:
+            timer.cancel()
+        remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
+        loop = asyncio.get_running_loop()
+        expiry_timers[sid] = loop.call_later(
+            max(remaining, 0), lambda: sio.start_background_task(expire, sid)
+        )
 
     async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -101,37 +153,36 @@ def create_socket_server(
             raise socketio.exceptions.ConnectionRefusedError("unauthorized")
         try:
             claims = verify_token(token, settings)
-        except TokenExpired as exc:
-            raise socketio.exceptions.ConnectionRefusedError("token_expired") from exc
         except Unauthorized as exc:
-            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from exc
-        # The database decides, as on REST: a signature alone does not make a member (a user
-        # deleted since, or a forged subject, must not join a family's rooms).
-        async with sessionmaker() as session:
-            user = await session.get(User, claims.user_id)
-        if user is None or user.family_id != claims.family_id:
-            raise socketio.exceptions.ConnectionRefusedError("unauthorized")
-        await sio.save_session(
-            sid, {"user_id": str(claims.user_id), "family_id": str(claims.family_id)}
-        )
+            raise socketio.exceptions.ConnectionRefusedError(exc.code) from exc
         stream = user_room(claims.user_id)
+        socket_sessions[sid] = str(claims.session_id)
         # Held before joining its rooms: live events wait until the replay has been sent.
         manager.hold(sid)
         await sio.enter_room(sid, stream)
+        # The database decides, as on REST: a signature alone does not make a member (a user
+        # deleted since, a forged subject, an ended session must not join a family's rooms).
+        # Checked once in the user's room, so a revocation that commits after this check
+        # reaches the socket as `session.revoked`.
+        try:
+            await checked_claims(token)
+        except Unauthorized as exc:
+            socket_sessions.pop(sid, None)
+            manager.forget(sid)
+            raise socketio.exceptions.ConnectionRefusedError(exc.code) from exc
+        await sio.save_session(
+            sid, {"user_id": str(claims.user_id), "family_id": str(claims.family_id)}
+        )
         await sio.enter_room(sid, family_room(claims.family_id))
         await presence.connected(sid, user_id=claims.user_id, family_id=claims.family_id)
         sio.start_background_task(send_catch_up, sid, stream, requested_last_seq(auth, stream))
-        # A socket must not outlive the token that opened it.
-        remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
-        loop = asyncio.get_running_loop()
-        expiry_timers[sid] = loop.call_later(
-            max(remaining, 0), lambda: sio.start_background_task(expire, sid)
-        )
+        expire_at(sid, claims)
         logger.debug("socket connected", extra={"sid": sid, "user_id": str(claims.user_id)})
 
     async def disconnect(sid: str, reason: str) -> None:
         manager.forget(sid)
         catching_up.pop(sid, None)
+        socket_sessions.pop(sid, None)
         await presence.disconnected(sid)
         timer = expiry_timers.pop(sid, None)
         if timer is not None:

@@ -52,7 +52,10 @@ class TaskTemplate(Base):
     # The API's schedule object as validated by app.recurring.schemas.Schedule: new kinds of
     # schedule need no migration.
     schedule: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # None once its author was removed from the family (the row stays with the family).
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The last day whose task was generated. Kept here, not derived from the tasks, so that a
     # generated task a parent deleted is not created again by the next run.

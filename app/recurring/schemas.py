@@ -73,7 +73,7 @@ class TaskTemplateOut(CamelModel):
     karma_reward: int
     assigned_to: list[uuid.UUID]
     schedule: Schedule
-    created_by: uuid.UUID
+    created_by: uuid.UUID | None
     created_at: datetime
     generated_through: date | None
 

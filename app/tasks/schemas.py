@@ -21,7 +21,7 @@ class TaskOut(CamelModel):
     description: str
     karma_reward: int
     due_at: datetime | None
-    created_by: uuid.UUID
+    created_by: uuid.UUID | None
     assigned_to: list[uuid.UUID]
     completed_by: uuid.UUID | None
     completed_at: datetime | None

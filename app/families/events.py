@@ -1,0 +1,30 @@
+"""Family membership events."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.outbox.staging import EventPayload, stage
+from app.realtime.rooms import user_room
+
+
+class MemberRemoved(EventPayload):
+    """A parent removed a member from the family; what they made stays, without an author."""
+
+    event_type = "member.removed"
+    audience = "every remaining member of the family"
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+
+
+def record_removed(
+    *,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    remaining: list[uuid.UUID],
+) -> None:
+    payload = MemberRemoved(user_id=user_id, family_id=family_id)
+    stage(session, payload, streams=[user_room(m) for m in remaining], family_id=family_id)
