@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
 from app.push import service as push_service
-from app.push.schemas import MAX_ENDPOINT_CHARS, SubscriptionIn, SubscriptionOut, VapidPublicKeyOut
+from app.push.schemas import (
+    SubscriptionIn,
+    SubscriptionOut,
+    UnsubscribeIn,
+    VapidPublicKeyOut,
+)
 from app.settings import Settings
 
 router = APIRouter(prefix="/push", tags=["push"])
@@ -33,7 +38,10 @@ async def vapid_public_key(request: Request) -> VapidPublicKeyOut:
     "/subscriptions",
     status_code=status.HTTP_201_CREATED,
     response_model=SubscriptionOut,
-    responses={200: {"description": "The endpoint was already subscribed; its keys are updated"}},
+    responses={
+        200: {"description": "The endpoint was already subscribed; its keys are updated"},
+        409: {"description": "Another user holds the endpoint and these are not its keys"},
+    },
 )
 async def subscribe(
     body: SubscriptionIn,
@@ -45,7 +53,9 @@ async def subscribe(
 ) -> SubscriptionOut:
     """Subscribe this browser to push (its `PushSubscription` JSON); subscribing again is a no-op.
 
-    The endpoint must be an https URL of an allowed push service (422 otherwise).
+    The endpoint must be an https URL of an allowed push service (422 otherwise). An endpoint
+    another user holds moves to the caller only with the same keys, which only the browser
+    holding the subscription knows (a shared device); otherwise 409 `endpoint_taken`.
     """
     subscription, created = await push_service.subscribe(
         session=session,
@@ -67,12 +77,7 @@ async def list_subscriptions(actor: CurrentUser, session: DbSession) -> list[Sub
 
 
 @router.delete("/subscriptions", status_code=status.HTTP_204_NO_CONTENT)
-async def unsubscribe(
-    actor: CurrentUser,
-    session: DbSession,
-    endpoint: Annotated[
-        str, Query(min_length=1, max_length=MAX_ENDPOINT_CHARS, pattern=r"^[^\x00]+$")
-    ],
-) -> None:
-    """Unsubscribe one of the current user's browsers, named by its endpoint; queued pushes go."""
-    await push_service.unsubscribe(session=session, actor=actor, endpoint=endpoint)
+async def unsubscribe(body: UnsubscribeIn, actor: CurrentUser, session: DbSession) -> None:
+    """Unsubscribe one of the current user's browsers, named by its endpoint in the JSON body
+    (`{"endpoint": …}`); queued pushes go."""
+    await push_service.unsubscribe(session=session, actor=actor, endpoint=body.endpoint)

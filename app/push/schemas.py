@@ -57,6 +57,13 @@ class SubscriptionIn(CamelModel):
     keys: SubscriptionKeys
 
 
+class UnsubscribeIn(CamelModel):
+    """Which of the user's browsers to unsubscribe: its endpoint (in the body, never the URL,
+    which access logs and proxies keep: the endpoint is the capability to push to the browser)."""
+
+    endpoint: str = Field(min_length=1, max_length=MAX_ENDPOINT_CHARS)
+
+
 class SubscriptionOut(CamelModel):
     """One of the user's devices subscribed to push."""
 

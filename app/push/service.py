@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, delete, func, literal_column, select
+from sqlalchemy import Boolean, and_, delete, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,10 @@ class TooManySubscriptions(Conflict):
     code = "too_many_subscriptions"
 
 
+class EndpointTaken(Conflict):
+    code = "endpoint_taken"
+
+
 def _expiry(expiration_time: float | None) -> datetime | None:
     if expiration_time is None:
         return None
@@ -46,8 +50,11 @@ async def subscribe(
 ) -> tuple[PushSubscription, bool]:
     """Store (or refresh) the actor's subscription; return it and whether it is new.
 
-    The endpoint identifies the browser, so subscribing it again updates the row, and a browser
-    that changed hands (another user logged in) now notifies its new user.
+    The endpoint identifies the browser, so subscribing it again updates the row (the user's
+    new keys, if the browser rotated them). A browser that changed hands (another user logged
+    in on a shared device) moves to its new user only when it presents the keys it is stored
+    with: the endpoint URL may leak (it is a URL), but the auth secret never leaves the browser.
+    Otherwise ``EndpointTaken`` (409), and nothing changes.
     """
     if not settings.web_push_enabled:
         raise PushNotConfigured("Web Push is not configured on this server")
@@ -71,18 +78,28 @@ async def subscribe(
         "user_agent": user_agent[:MAX_USER_AGENT_CHARS] if user_agent else None,
         "expires_at": _expiry(data.expiration_time),
     }
-    upsert = (
-        insert(PushSubscription)
-        .values(id=uuid.uuid4(), endpoint=data.endpoint, **values)
-        .on_conflict_do_update(
-            index_elements=[PushSubscription.endpoint],
-            set_={**values, "updated_at": func.clock_timestamp()},
-        )
+    new = insert(PushSubscription).values(id=uuid.uuid4(), endpoint=data.endpoint, **values)
+    # The condition is evaluated on the conflicting row, locked, so it holds under concurrency.
+    upsert = new.on_conflict_do_update(
+        index_elements=[PushSubscription.endpoint],
+        set_={**values, "updated_at": func.clock_timestamp()},
+        where=or_(
+            PushSubscription.user_id == actor.id,
+            and_(
+                PushSubscription.p256dh == new.excluded.p256dh,
+                PushSubscription.auth == new.excluded.auth,
+            ),
+        ),
     )
     # xmax is 0 on a freshly inserted row version, set on an updated one.
     returning = upsert.returning(PushSubscription, literal_column("xmax = 0", Boolean))
     result = await session.execute(returning, execution_options={"populate_existing": True})
-    subscription, created = result.one()
+    row = result.one_or_none()
+    if row is None:  # the endpoint is another user's, and these are not its keys
+        raise EndpointTaken(
+            "another user holds this push endpoint; only the browser holding it can move it"
+        )
+    subscription, created = row
     return subscription, bool(created)
 
 

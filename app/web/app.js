@@ -246,10 +246,12 @@ function forgetPushSubscription(token) {
   if (!token || !("serviceWorker" in navigator)) return;
   navigator.serviceWorker.getRegistration()
     .then((registration) => registration?.pushManager.getSubscription())
-    .then((subscription) => subscription && fetch(
-      `/v1/push/subscriptions?endpoint=${encodeURIComponent(subscription.endpoint)}`,
-      { method: "DELETE", headers: { Authorization: `Bearer ${token}` } },
-    ))
+    .then((subscription) => subscription && fetch("/v1/push/subscriptions", {
+      // In the body: the endpoint is a capability URL, and query strings end up in access logs.
+      method: "DELETE",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ endpoint: subscription.endpoint }),
+    }))
     .catch(() => {});
   $("enable-push")?.remove();
 }

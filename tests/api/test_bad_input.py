@@ -45,8 +45,8 @@ async def test_nul_characters_are_refused_everywhere(api: httpx.AsyncClient) -> 
         f"/v1/chats/{chat.json()['id']}/messages", headers=parent.headers, json={"body": NUL}
     )
     assert_refused(message)
-    unsubscribe = await api.delete(
-        "/v1/push/subscriptions", headers=parent.headers, params={"endpoint": NUL}
+    unsubscribe = await api.request(
+        "DELETE", "/v1/push/subscriptions", headers=parent.headers, json={"endpoint": NUL}
     )
     assert_refused(unsubscribe)
     # Nothing half-stored: the family's lists still read back.

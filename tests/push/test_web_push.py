@@ -273,13 +273,13 @@ async def test_subscriptions_are_validated_per_device_and_idempotent(
         [phone.endpoint, laptop.endpoint, fcm["endpoint"]]
     )
 
-    # Unsubscribe by endpoint: only one's own.
-    params = {"endpoint": phone.endpoint}
-    foreign = await api.delete("/v1/push/subscriptions", headers=ben.headers, params=params)
+    # Unsubscribe by endpoint (in the body): only one's own.
+    body = {"endpoint": phone.endpoint}
+    foreign = await api.request("DELETE", "/v1/push/subscriptions", headers=ben.headers, json=body)
     assert foreign.status_code == 404
-    removed = await api.delete("/v1/push/subscriptions", headers=ada.headers, params=params)
+    removed = await api.request("DELETE", "/v1/push/subscriptions", headers=ada.headers, json=body)
     assert removed.status_code == 204
-    gone = await api.delete("/v1/push/subscriptions", headers=ada.headers, params=params)
+    gone = await api.request("DELETE", "/v1/push/subscriptions", headers=ada.headers, json=body)
     assert gone.status_code == 404
     listed = await api.get("/v1/push/subscriptions", headers=ada.headers)
     assert len(listed.json()) == 2
