@@ -9,6 +9,12 @@ delays a socket emit, and a push retry never re-emits to a socket.
 Claims are fenced leases, as for the outbox: ``FOR UPDATE SKIP LOCKED``, an owner unique to the
 process start, a token per claim. A claimed row's ``next_attempt_at`` is pushed to its lease
 expiry, so a sender that dies leaves rows that simply fall due again.
+
+A 429 pauses its push service (the endpoint's origin: scheme, host and port) in this sender
+until the service's ``Retry-After`` (``RATE_LIMIT_*`` below bound it): the push and every push
+to that service claimed meanwhile are put back for the end of the pause without counting an
+attempt, while pushes to other services go on. The pause lives in the process: each dispatcher
+learns it from its own first 429.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 from psycopg import AsyncConnection
@@ -140,6 +147,18 @@ RETURNING status, attempts
 # 404/410: the browser dropped the subscription. Its queued pushes go with it (cascade).
 DROP_SUBSCRIPTION = "DELETE FROM push_subscriptions WHERE id = %(subscription_id)s"
 
+# A push not sent because its push service is paused (a 429): back in the queue for the end of
+# the pause, the attempt not counted. Also for the push that got the 429.
+DEFER = """
+UPDATE push_deliveries
+SET next_attempt_at = clock_timestamp() + make_interval(secs => %(delay)s),
+    attempts = greatest(attempts - 1, 0),
+    last_error = %(error)s,
+    claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
+WHERE id = %(id)s AND claim_token = %(token)s AND status = 'pending'
+RETURNING id
+"""
+
 # On shutdown: hand unfinished claims back at once, without counting the attempt.
 RELEASE = """
 UPDATE push_deliveries AS d
@@ -220,6 +239,30 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+# How long a 429 pauses its push service: its Retry-After, at least the minimum (a 429 never
+# becomes a busy loop) and at most the maximum (or DISPATCHER_PUSH_RETRY_MAX_SECONDS if lower);
+# the default when it names no time.
+RATE_LIMIT_MIN_SECONDS = 1.0
+RATE_LIMIT_DEFAULT_SECONDS = 60.0
+RATE_LIMIT_MAX_SECONDS = 900.0
+
+
+def rate_limit_pause(retry_after: float | None, settings: DispatcherSettings) -> float:
+    """How many seconds a 429 with this ``Retry-After`` (in seconds) pauses its push service."""
+    wanted = RATE_LIMIT_DEFAULT_SECONDS if retry_after is None else retry_after
+    ceiling = min(RATE_LIMIT_MAX_SECONDS, settings.push_retry_max_seconds)
+    return min(max(wanted, RATE_LIMIT_MIN_SECONDS), ceiling)
+
+
+def origin_of(endpoint: str) -> str:
+    """The push service of an endpoint, as a 429 pauses it: scheme, host and port."""
+    url = urlsplit(endpoint)
+    host = (url.hostname or "").rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{url.scheme}://{host}:{url.port or 443}"
+
+
 def push_retry_delay(attempt: int, settings: DispatcherSettings) -> float:
     """Exponential backoff with jitter, so failing pushes do not retry in lockstep."""
     ceiling = min(
@@ -256,10 +299,11 @@ class ClaimedPush:
 class Outcome:
     """What a push service's answer means for the delivery."""
 
-    kind: Literal["sent", "retry", "dead", "gone"]
+    # "paused": not sent, or answered 429; back in the queue after ``retry_after`` seconds, the
+    # attempt not counted.
+    kind: Literal["sent", "retry", "dead", "gone", "paused"]
     detail: str
     status: int | None = None
-    # A retry no sooner than this (a 429's Retry-After); otherwise the backoff decides.
     retry_after: float | None = None
 
 
@@ -287,6 +331,8 @@ class PushSender:
         if settings.push_ca_file is not None:
             self.ssl.load_verify_locations(cafile=str(settings.push_ca_file))
         self._in_flight: dict[asyncio.Task[None], ClaimedPush] = {}
+        # Push services paused by a 429: origin -> loop time the pause ends.
+        self._paused: dict[str, float] = {}
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -411,13 +457,39 @@ class PushSender:
                 extra={"push_id": item.id, "event_id": item.event_id, "outcome": outcome.kind},
             )
 
+    def _pause_left(self, origin: str) -> float:
+        """Seconds until the push service's pause ends (0: not paused)."""
+        ends = self._paused.get(origin)
+        if ends is None:
+            return 0.0
+        left = ends - asyncio.get_running_loop().time()
+        if left <= 0:
+            del self._paused[origin]
+            return 0.0
+        return left
+
+    def _pause(self, origin: str, seconds: float) -> float:
+        """Pause the push service for ``seconds`` (or longer, if it already is); return how long."""
+        now = asyncio.get_running_loop().time()
+        for other in [o for o, ends in self._paused.items() if ends <= now]:
+            del self._paused[other]  # forget pauses that are over
+        ends = max(self._paused.get(origin, now), now + seconds)
+        self._paused[origin] = ends
+        return ends - now
+
     async def send(self, item: ClaimedPush) -> Outcome:
-        """Send one push; a 413 is retried once without the body text."""
+        """Send one push; a 413 is retried once without the body text; nothing while its push
+        service is paused by a 429."""
         try:
             # Again at send time: the allowlist may have changed since the browser subscribed.
             check_endpoint(item.endpoint, self.allowlist)
         except EndpointNotAllowed as exc:
             return Outcome("dead", f"endpoint not allowed: {exc.message}")
+        origin = origin_of(item.endpoint)
+        left = self._pause_left(origin)
+        if left > 0:
+            detail = f"not sent: {origin} answered HTTP 429, paused for {left:.1f} s more"
+            return Outcome("paused", detail, retry_after=left)
         message = item.payload
         shrunk = False
         while True:
@@ -440,8 +512,13 @@ class PushSender:
                 message, shrunk = without_body(message), True
                 continue
             if status == 429:
-                delay = retry_after_seconds(retry_after, datetime.now(UTC))
-                return Outcome("retry", detail, status, delay)
+                asked = retry_after_seconds(retry_after, datetime.now(UTC))
+                paused = self._pause(origin, rate_limit_pause(asked, self.settings))
+                logger.warning(
+                    "push service rate-limited; paused",
+                    extra={"origin": origin, "retry_after": retry_after, "pause_s": paused},
+                )
+                return Outcome("paused", f"{detail} (paused {paused:.1f} s)", status, paused)
             if status >= 500:
                 return Outcome("retry", detail, status)
             # Any other 4xx (a bad VAPID token, a malformed request), or a redirect, fails
@@ -501,11 +578,12 @@ class PushSender:
                 metrics.PUSH_SUBSCRIPTIONS_GONE.inc()
                 logger.info("push subscription gone; removed", extra=fields)
                 return
-            delay = push_retry_delay(item.attempts, self.settings)
-            if outcome.retry_after is not None:
-                # Honour the push service: never sooner than it asked, a little jitter later.
-                delay = outcome.retry_after + random.uniform(0, min(1.0, outcome.retry_after / 10))
-            delay = min(delay, self.settings.push_retry_max_seconds)
+            if outcome.kind == "paused":
+                await self._defer(conn, item, outcome, fields)
+                return
+            delay = min(
+                push_retry_delay(item.attempts, self.settings), self.settings.push_retry_max_seconds
+            )
             cur = await conn.execute(
                 MARK_FAILED,
                 {
@@ -527,6 +605,28 @@ class PushSender:
             logger.error("push is dead", extra=fields)
         else:
             logger.warning("push failed; will retry", extra={**fields, "delay_s": round(delay, 3)})
+
+    async def _defer(
+        self,
+        conn: AsyncConnection[Any],
+        item: ClaimedPush,
+        outcome: Outcome,
+        fields: dict[str, Any],
+    ) -> None:
+        """Put a push back for the end of its push service's pause, the attempt not counted."""
+        pause = outcome.retry_after or 0.0
+        # Never sooner than the push service asked; a little jitter later, so the pushes waiting
+        # for it do not all fall due at one instant.
+        delay = pause + random.uniform(0, min(1.0, pause / 10))
+        cur = await conn.execute(
+            DEFER, {"id": item.id, "token": item.token, "delay": delay, "error": outcome.detail}
+        )
+        if outcome.status is not None:
+            metrics.PUSH_FAILED.labels(item.event_type, str(outcome.status)).inc()
+        if cur.rowcount == 0:
+            logger.warning("push deferred after its lease was lost", extra=fields)
+        else:
+            logger.debug("push waits for its push service", extra={**fields, "delay_s": delay})
 
     async def _drain(self) -> None:
         """On stop: wait for the requests in flight (each ends by its timeout), release the rest."""
