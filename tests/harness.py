@@ -123,7 +123,9 @@ class ManagedProcess:
         return self.process.returncode
 
 
-def web_process(database_url: str, log_dir: Path, **env: str) -> tuple[ManagedProcess, str]:
+def web_process(
+    database_url: str, log_dir: Path, *, log_level: str = "warning", **env: str
+) -> tuple[ManagedProcess, str]:
     """A started uvicorn serving the app; returns it with its base URL once it answers."""
     port = free_port()
     proc = ManagedProcess(
@@ -139,7 +141,7 @@ def web_process(database_url: str, log_dir: Path, **env: str) -> tuple[ManagedPr
             "--port",
             str(port),
             "--log-level",
-            "warning",
+            log_level,
         ],
         env=process_env(database_url, **env),
         log_path=log_dir / f"web-{port}.log",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.auth.passwords import hash_password
 from app.db import DbSession
 from app.families import service as family_service
 from app.families.schemas import MemberIn, MemberOut
+from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
 
 router = APIRouter(tags=["families"])
 
@@ -49,11 +50,22 @@ async def remove_member(
     )
 
 
-@router.get("/families/{family_id}/members", response_model=list[MemberOut])
+@router.get(
+    "/families/{family_id}/members", response_model=list[MemberOut], responses=PAGINATED_RESPONSES
+)
 async def list_members(
-    family_id: uuid.UUID, actor: CurrentUser, session: DbSession
+    family_id: uuid.UUID,
+    actor: CurrentUser,
+    session: DbSession,
+    page: PageParams,
+    request: Request,
+    response: Response,
 ) -> list[MemberOut]:
-    """List the family's members."""
+    """List the family's members, a page at a time.
+
+    Oldest first: by the time they joined, then `email`, then `id`.
+    """
     family_service.require_same_family(actor, family_id)
-    members = await family_service.list_members(session=session, family_id=family_id)
-    return [MemberOut.model_validate(m) for m in members]
+    members = await family_service.list_members(session=session, family_id=family_id, page=page)
+    link_next_page(request, response, members)
+    return [MemberOut.model_validate(m) for m in members.items]

@@ -12,6 +12,7 @@ from app.auth.sessions import revoke_sessions
 from app.errors import AlreadyExists, Conflict, Forbidden, NotFound
 from app.families import events as family_events
 from app.families.models import Family, Role, User
+from app.pagination import Page, PageRequest, fetch_page
 
 
 class LastParent(Conflict):
@@ -95,11 +96,16 @@ def require_parent(actor: User) -> None:
         raise Forbidden("only parents may do this")
 
 
-async def list_members(*, session: AsyncSession, family_id: uuid.UUID) -> list[User]:
-    result = await session.scalars(
-        select(User).where(User.family_id == family_id).order_by(User.created_at, User.email)
+async def list_members(
+    *, session: AsyncSession, family_id: uuid.UUID, page: PageRequest
+) -> Page[User]:
+    """A page of the family's members: by ``created_at``, then ``email``, then ``id``."""
+    return await fetch_page(
+        session,
+        select(User).where(User.family_id == family_id),
+        order=(User.created_at, User.email, User.id),
+        page=page,
     )
-    return list(result)
 
 
 async def family_members_by_id(

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
+from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
 from app.recurring import service as recurring_service
 from app.recurring.schemas import TaskTemplateCreate, TaskTemplateOut
 
 router = APIRouter(tags=["recurring tasks"])
 
 
-@router.get("/families/{family_id}/task-templates", response_model=list[TaskTemplateOut])
+@router.get(
+    "/families/{family_id}/task-templates",
+    response_model=list[TaskTemplateOut],
+    responses=PAGINATED_RESPONSES,
+)
 async def list_templates(
-    family_id: uuid.UUID, actor: CurrentUser, session: DbSession
+    family_id: uuid.UUID,
+    actor: CurrentUser,
+    session: DbSession,
+    page: PageParams,
+    request: Request,
+    response: Response,
 ) -> list[TaskTemplateOut]:
-    """List the family's recurring task templates."""
+    """List the family's recurring task templates, a page at a time.
+
+    Oldest first: by `createdAt`, then `id`.
+    """
     templates = await recurring_service.list_templates(
-        session=session, actor=actor, family_id=family_id
+        session=session, actor=actor, family_id=family_id, page=page
     )
-    return [TaskTemplateOut.of(t) for t in templates]
+    link_next_page(request, response, templates)
+    return [TaskTemplateOut.of(t) for t in templates.items]
 
 
 @router.post(

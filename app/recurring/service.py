@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import NotFound
 from app.families import service as family_service
 from app.families.models import User
+from app.pagination import Page, PageRequest, fetch_page
 from app.recurring.models import TaskTemplate
 from app.recurring.schemas import Schedule, TaskTemplateCreate, schedule_adapter
 from app.tasks import events as task_events
@@ -24,15 +25,16 @@ DEFAULT_CATCH_UP_DAYS = 14
 
 
 async def list_templates(
-    *, session: AsyncSession, actor: User, family_id: uuid.UUID
-) -> list[TaskTemplate]:
+    *, session: AsyncSession, actor: User, family_id: uuid.UUID, page: PageRequest
+) -> Page[TaskTemplate]:
+    """A page of the family's templates, oldest first: by ``created_at``, then ``id``."""
     family_service.require_same_family(actor, family_id)
-    result = await session.scalars(
-        select(TaskTemplate)
-        .where(TaskTemplate.family_id == family_id)
-        .order_by(TaskTemplate.created_at, TaskTemplate.id)
+    return await fetch_page(
+        session,
+        select(TaskTemplate).where(TaskTemplate.family_id == family_id),
+        order=(TaskTemplate.created_at, TaskTemplate.id),
+        page=page,
     )
-    return list(result)
 
 
 async def create_template(

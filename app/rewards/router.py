@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
+from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
 from app.rewards import service as reward_service
 from app.rewards.models import ClaimStatus
 from app.rewards.schemas import ClaimOut, RewardIn, RewardOut
@@ -16,13 +17,23 @@ from app.rewards.schemas import ClaimOut, RewardIn, RewardOut
 router = APIRouter(tags=["rewards"])
 
 
-@router.get("/families/{family_id}/rewards", response_model=list[RewardOut])
+@router.get(
+    "/families/{family_id}/rewards", response_model=list[RewardOut], responses=PAGINATED_RESPONSES
+)
 async def list_rewards(
-    family_id: uuid.UUID, actor: CurrentUser, session: DbSession
+    family_id: uuid.UUID,
+    actor: CurrentUser,
+    session: DbSession,
+    page: PageParams,
+    request: Request,
+    response: Response,
 ) -> list[RewardOut]:
-    """List the family's rewards."""
-    rewards = await reward_service.list_rewards(session=session, actor=actor, family_id=family_id)
-    return [RewardOut.model_validate(r) for r in rewards]
+    """List the family's rewards, oldest first (by `createdAt`, then `id`), a page at a time."""
+    rewards = await reward_service.list_rewards(
+        session=session, actor=actor, family_id=family_id, page=page
+    )
+    link_next_page(request, response, rewards)
+    return [RewardOut.model_validate(r) for r in rewards.items]
 
 
 @router.post(
@@ -51,18 +62,29 @@ async def claim_reward(reward_id: uuid.UUID, actor: CurrentUser, session: DbSess
     return ClaimOut.model_validate(claim)
 
 
-@router.get("/families/{family_id}/claims", response_model=list[ClaimOut])
+@router.get(
+    "/families/{family_id}/claims", response_model=list[ClaimOut], responses=PAGINATED_RESPONSES
+)
 async def list_claims(
     family_id: uuid.UUID,
     actor: CurrentUser,
     session: DbSession,
-    status_filter: Annotated[ClaimStatus | None, Query(alias="status")] = None,
+    page: PageParams,
+    request: Request,
+    response: Response,
+    status_filter: Annotated[
+        ClaimStatus | None, Query(alias="status", description="Only the claims in this status.")
+    ] = None,
 ) -> list[ClaimOut]:
-    """List claims, newest first: all of the family's for a parent, their own for a child."""
+    """List claims: all of the family's for a parent, their own for a child, a page at a time.
+
+    Newest first: by `createdAt` descending, then `id` descending.
+    """
     claims = await reward_service.list_claims(
-        session=session, actor=actor, family_id=family_id, status=status_filter
+        session=session, actor=actor, family_id=family_id, status=status_filter, page=page
     )
-    return [ClaimOut.model_validate(c) for c in claims]
+    link_next_page(request, response, claims)
+    return [ClaimOut.model_validate(c) for c in claims.items]
 
 
 @router.post("/claims/{claim_id}/approve", response_model=ClaimOut)

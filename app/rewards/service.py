@@ -18,6 +18,7 @@ from app.families import service as family_service
 from app.families.models import User
 from app.karma import service as karma_service
 from app.karma.models import KarmaSource
+from app.pagination import Page, PageRequest, fetch_page
 from app.rewards import events as reward_events
 from app.rewards.models import ClaimStatus, Reward, RewardClaim
 from app.rewards.schemas import RewardIn
@@ -31,12 +32,17 @@ class ClaimNotPending(Conflict):
     code = "claim_not_pending"
 
 
-async def list_rewards(*, session: AsyncSession, actor: User, family_id: uuid.UUID) -> list[Reward]:
+async def list_rewards(
+    *, session: AsyncSession, actor: User, family_id: uuid.UUID, page: PageRequest
+) -> Page[Reward]:
+    """A page of the family's rewards, oldest first: by ``created_at``, then ``id``."""
     family_service.require_same_family(actor, family_id)
-    result = await session.scalars(
-        select(Reward).where(Reward.family_id == family_id).order_by(Reward.created_at, Reward.id)
+    return await fetch_page(
+        session,
+        select(Reward).where(Reward.family_id == family_id),
+        order=(Reward.created_at, Reward.id),
+        page=page,
     )
-    return list(result)
 
 
 async def create_reward(
@@ -106,17 +112,26 @@ async def claim_reward(*, session: AsyncSession, actor: User, reward_id: uuid.UU
 
 
 async def list_claims(
-    *, session: AsyncSession, actor: User, family_id: uuid.UUID, status: ClaimStatus | None
-) -> list[RewardClaim]:
-    """The family's claims for a parent; a child's own claims for a child. Newest first."""
+    *,
+    session: AsyncSession,
+    actor: User,
+    family_id: uuid.UUID,
+    status: ClaimStatus | None,
+    page: PageRequest,
+) -> Page[RewardClaim]:
+    """The family's claims for a parent; a child's own claims for a child.
+
+    Newest first: by ``created_at`` descending, then ``id`` descending.
+    """
     family_service.require_same_family(actor, family_id)
     query = select(RewardClaim).where(RewardClaim.family_id == family_id)
     if not actor.is_parent:
         query = query.where(RewardClaim.member_id == actor.id)
     if status is not None:
         query = query.where(RewardClaim.status == status)
-    result = await session.scalars(query.order_by(RewardClaim.created_at.desc(), RewardClaim.id))
-    return list(result)
+    return await fetch_page(
+        session, query, order=(RewardClaim.created_at, RewardClaim.id), page=page, descending=True
+    )
 
 
 async def _decide(

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
+from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
 from app.tasks import service as task_service
 from app.tasks.schemas import TaskCreate, TaskOut, TaskUpdate
 
 router = APIRouter(tags=["tasks"])
 
 
-@router.get("/families/{family_id}/tasks", response_model=list[TaskOut])
-async def list_tasks(family_id: uuid.UUID, actor: CurrentUser, session: DbSession) -> list[TaskOut]:
-    """List the family's tasks."""
-    tasks = await task_service.list_tasks(session=session, actor=actor, family_id=family_id)
-    return [TaskOut.of(t) for t in tasks]
+@router.get(
+    "/families/{family_id}/tasks", response_model=list[TaskOut], responses=PAGINATED_RESPONSES
+)
+async def list_tasks(
+    family_id: uuid.UUID,
+    actor: CurrentUser,
+    session: DbSession,
+    page: PageParams,
+    request: Request,
+    response: Response,
+) -> list[TaskOut]:
+    """List the family's tasks, oldest first (by `createdAt`, then `id`), a page at a time."""
+    tasks = await task_service.list_tasks(
+        session=session, actor=actor, family_id=family_id, page=page
+    )
+    link_next_page(request, response, tasks)
+    return [TaskOut.of(t) for t in tasks.items]
 
 
 @router.post(

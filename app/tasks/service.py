@@ -12,6 +12,7 @@ from app.errors import Conflict, Forbidden, NotFound
 from app.families import service as family_service
 from app.families.models import User
 from app.karma import service as karma_service
+from app.pagination import Page, PageRequest, fetch_page
 from app.tasks import events as task_events
 from app.tasks.models import Task
 from app.tasks.schemas import TaskCreate, TaskUpdate
@@ -34,12 +35,17 @@ def refuse_approval_task(task: Task) -> None:
         )
 
 
-async def list_tasks(*, session: AsyncSession, actor: User, family_id: uuid.UUID) -> list[Task]:
+async def list_tasks(
+    *, session: AsyncSession, actor: User, family_id: uuid.UUID, page: PageRequest
+) -> Page[Task]:
+    """A page of the family's tasks, oldest first: by ``created_at``, then ``id``."""
     family_service.require_same_family(actor, family_id)
-    result = await session.scalars(
-        select(Task).where(Task.family_id == family_id).order_by(Task.created_at, Task.id)
+    return await fetch_page(
+        session,
+        select(Task).where(Task.family_id == family_id),
+        order=(Task.created_at, Task.id),
+        page=page,
     )
-    return list(result)
 
 
 async def create_task(

@@ -6,6 +6,7 @@ const USER_KEY = "family.user";
 const TOAST_MS = 6000;
 const SEEN_LIMIT = 500;
 const GAP_WAIT_MS = 500;  // how long a gap in our stream may stay open before we ask about it
+const LIST_PAGE_LIMIT = 500;  // rows per page of a list endpoint (the most the API gives)
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,19 +35,35 @@ class ApiError extends Error {
 
 // ---- REST ----------------------------------------------------------------------------------
 
-async function api(method, path, body) {
+// `onResponse` sees the raw response first (e.g. for its headers).
+async function api(method, path, body, onResponse) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   const response = await fetch(`/v1${path}`, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
+  onResponse?.(response);
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
   if (response.ok) return payload;
   const error = payload?.error ?? {};
   if (response.status === 401 && state.token) logOut("Your session has ended. Please log in again.");
   throw new ApiError(response.status, error.code ?? "http_error", describeError(error, response));
+}
+
+// Every row of a list endpoint: its pages in order, following X-Next-Cursor to the last one.
+async function apiList(path) {
+  const rows = [];
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({ limit: String(LIST_PAGE_LIMIT) });
+    if (cursor) query.set("cursor", cursor);
+    const page = await api("GET", `${path}${path.includes("?") ? "&" : "?"}${query}`, undefined,
+      (response) => { cursor = response.headers.get("X-Next-Cursor"); });
+    rows.push(...page);
+  } while (cursor);
+  return rows;
 }
 
 function describeError(error, response) {
@@ -96,7 +113,7 @@ async function start() {
   $("current-user").textContent = `${user.displayName} (${user.role})`;
   $("task-form").hidden = user.role !== "parent";
   try {
-    state.members = await api("GET", `/families/${user.familyId}/members`);
+    state.members = await apiList(`/families/${user.familyId}/members`);
   } catch (error) {
     if (state.user) toast(`Could not load the family: ${error.message}`, "error");
     return;
@@ -279,7 +296,7 @@ async function refreshTasks() {
   // Only the latest of overlapping refetches may render, whatever order they answer in.
   const generation = ++state.tasksGeneration;
   try {
-    const tasks = await api("GET", `/families/${state.user.familyId}/tasks`);
+    const tasks = await apiList(`/families/${state.user.familyId}/tasks`);
     if (generation !== state.tasksGeneration || !state.user) return;
     state.tasks = tasks;
     renderTasks();
