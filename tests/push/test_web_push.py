@@ -121,8 +121,9 @@ async def test_each_push_service_answer_is_honoured(
     # The next event goes to every device but the gone one, which has nothing queued either.
     await grant(api, ada, kim, 1)
     for browser in (limited, flaky, broken, big, refused):
+        # The second row, sent (the first may already read ("sent", 1)).
         await eventually(
-            lambda b=browser: deliveries(database_url, ids[b.token])[-1] == ("sent", 1)
+            lambda b=browser: deliveries(database_url, ids[b.token])[1:] == [("sent", 1)]
         )
     assert len(push_service.pushes(gone)) == 1
     assert push_service.refused == []
