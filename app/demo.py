@@ -13,7 +13,6 @@ import sys
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import service as auth_service
 from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
 from app.errors import AlreadyExists
@@ -36,21 +35,20 @@ async def create_demo_family(*, session: AsyncSession, password: str) -> bool:
     existing = await session.scalar(select(User.id).where(User.email == PARENT_EMAIL))
     if existing is not None:
         return False
-    parent = await auth_service.signup(
-        session=session,
-        family_name=FAMILY_NAME,
-        display_name=PARENT_NAME,
-        email=PARENT_EMAIL,
-        password=password,
-    )
-    await family_service.add_member(
-        session=session,
-        family_id=parent.family_id,
-        email=CHILD_EMAIL,
-        display_name=CHILD_NAME,
-        password_hash=await hash_password(password),
-        role=Role.CHILD,
-    )
+    password_hash = await hash_password(password)
+    family = await family_service.create_family(session=session, name=FAMILY_NAME)
+    for email, name, role in (
+        (PARENT_EMAIL, PARENT_NAME, Role.PARENT),
+        (CHILD_EMAIL, CHILD_NAME, Role.CHILD),
+    ):
+        await family_service.add_member(
+            session=session,
+            family_id=family.id,
+            email=email,
+            display_name=name,
+            password_hash=password_hash,
+            role=role,
+        )
     return True
 
 

@@ -12,13 +12,14 @@ from app.auth.dependencies import CurrentClaims, CurrentUser
 from app.auth.schemas import LoginIn, PasswordChangeIn, RefreshIn, SignupIn, TokenOut
 from app.auth.throttle import LoginThrottle
 from app.db import DbSession
+from app.errors import ErrorBody
 from app.families.schemas import MemberOut
 from app.settings import Settings
 
 router = APIRouter(tags=["auth"])
 
 _THROTTLED: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Too many attempts from this address; see Retry-After"}
+    429: {"model": ErrorBody, "description": "Too many attempts from this address; see Retry-After"}
 }
 
 
@@ -50,12 +51,20 @@ def _token_response(tokens: sessions.SessionTokens, settings: Settings) -> Token
     )
 
 
-@router.post("/auth/signup", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
+@router.post(
+    "/auth/signup",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenOut,
+    responses={409: {"description": "Sign-up failed (the e-mail is taken)"}, **_THROTTLED},
+)
 async def signup(body: SignupIn, request: Request, session: DbSession) -> TokenOut:
     """Create a family with its first parent, and log that parent in."""
     settings = _settings(request)
     user = await auth_service.signup(
         session=session,
+        sessionmaker=request.app.state.sessionmaker,
+        throttle=_throttle(settings),
+        address=_address(request),
         family_name=body.family_name,
         display_name=body.display_name,
         email=body.email,

@@ -9,7 +9,7 @@ from app.auth.passwords import DUMMY_HASH, hash_password, verify_password
 from app.auth.sessions import revoke_sessions, session_user
 from app.auth.throttle import LoginThrottle
 from app.auth.tokens import TokenClaims
-from app.errors import Forbidden, Unauthorized
+from app.errors import AlreadyExists, Forbidden, Unauthorized
 from app.families import service as family_service
 from app.families.models import Role, User
 
@@ -19,20 +19,40 @@ class WrongPassword(Forbidden):
 
 
 async def signup(
-    *, session: AsyncSession, family_name: str, display_name: str, email: str, password: str
+    *,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    throttle: LoginThrottle,
+    address: str,
+    family_name: str,
+    display_name: str,
+    email: str,
+    password: str,
 ) -> User:
-    """Create a family and its first parent."""
+    """Create a family and its first parent.
+
+    Without an e-mail channel, a taken address cannot be hidden here; so sign-ups count against
+    the log-in throttle (in a transaction of their own, kept when this one fails), and every
+    taken address gets the same answer.
+    """
+    async with sessionmaker() as attempt, attempt.begin():
+        await throttle.take_slot(attempt, email=email, address=address)
     # Hashed before the first query, so the slow hash holds no pooled connection.
     password_hash = await hash_password(password)
     family = await family_service.create_family(session=session, name=family_name)
-    return await family_service.add_member(
-        session=session,
-        family_id=family.id,
-        email=email,
-        display_name=display_name,
-        password_hash=password_hash,
-        role=Role.PARENT,
-    )
+    try:
+        user = await family_service.add_member(
+            session=session,
+            family_id=family.id,
+            email=email,
+            display_name=display_name,
+            password_hash=password_hash,
+            role=Role.PARENT,
+        )
+    except AlreadyExists as exc:
+        raise AlreadyExists("sign-up failed: if this is your address, log in instead") from exc
+    await throttle.succeeded(session, email=email, address=address)
+    return user
 
 
 async def authenticate(

@@ -95,3 +95,34 @@ async def test_only_failures_count_against_an_address(database_url: str, log_dir
             assert failures == [401] * 5 + [429] * 2
     finally:
         web.stop()
+
+
+async def test_sign_up_cannot_probe_e_mails_faster_than_log_in(api: httpx.AsyncClient) -> None:
+    """Without an e-mail channel a taken address cannot be hidden at sign-up (docs/security.md):
+    probing addresses there counts against the log-in limits, the same answer for any taken one.
+    """
+    victim = await signup(api, "Ada")
+    prober = from_address("203.0.113.9")
+    answers = []
+    for n in range(12):
+        answers.append(
+            await api.post(
+                "/v1/auth/signup",
+                headers=prober,
+                json={
+                    "familyName": "Probe",
+                    "displayName": "Probe",
+                    "email": victim.email.upper() if n % 2 else victim.email,
+                    "password": PASSWORD,
+                },
+            )
+        )
+    statuses = [answer.status_code for answer in answers]
+    # 10 attempts per account from one address, as for log-in; then 429 with Retry-After.
+    assert statuses == [409] * 10 + [429] * 2, statuses
+    assert {answer.json()["error"]["message"] for answer in answers[:10]} == {
+        "sign-up failed: if this is your address, log in instead"
+    }
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    # Someone else's sign-up from elsewhere is not affected.
+    assert (await signup(api, "Bob")).token
