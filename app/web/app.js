@@ -1,8 +1,12 @@
 // The family web client: REST for state, Socket.IO for "something changed" (refetch on event).
 // Plain ES module; `io` is the global from vendor/socket.io.min.js.
 
-const TOKEN_KEY = "family.token";
-const USER_KEY = "family.user";
+// The session (refresh token, access token, user) outlives the tab: a device stays logged in
+// while it is used within the refresh token's lifetime.
+const SESSION_KEY = "family.session";
+const REFRESH_LOCK = "family.refresh";
+// An access token is renewed this long before it expires.
+const RENEW_MARGIN_MS = 60_000;
 const TOAST_MS = 6000;
 const SEEN_LIMIT = 500;
 const GAP_WAIT_MS = 500;  // how long a gap in our stream may stay open before we ask about it
@@ -11,8 +15,8 @@ const LIST_PAGE_LIMIT = 500;  // rows per page of a list endpoint (the most the 
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  token: sessionStorage.getItem(TOKEN_KEY),
-  user: JSON.parse(sessionStorage.getItem(USER_KEY) || "null"),
+  session: loadSession(),  // {accessToken, expiresAt, refreshToken, sessionId, user}
+  renewTimer: null,
   members: [],
   tasks: [],
   socket: null,
@@ -35,11 +39,13 @@ class ApiError extends Error {
 
 // ---- REST ----------------------------------------------------------------------------------
 
-// `onResponse` sees the raw response first (e.g. for its headers).
-async function api(method, path, body, onResponse) {
+// `onResponse` sees the raw response first (e.g. for its headers). An expired access token is
+// renewed once and the request sent again; any other 401 ends the session here.
+async function api(method, path, body, onResponse, renewed = false) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const token = state.session?.accessToken;
+  if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(`/v1${path}`, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -48,7 +54,12 @@ async function api(method, path, body, onResponse) {
   const payload = await response.json().catch(() => null);
   if (response.ok) return payload;
   const error = payload?.error ?? {};
-  if (response.status === 401 && state.token) logOut("Your session has ended. Please log in again.");
+  if (response.status === 401 && token) {
+    if (error.code === "token_expired" && !renewed && await renewTokens()) {
+      return api(method, path, body, onResponse, true);
+    }
+    logOut("Your session has ended. Please log in again.");
+  }
   throw new ApiError(response.status, error.code ?? "http_error", describeError(error, response));
 }
 
@@ -76,26 +87,86 @@ function describeError(error, response) {
 
 // ---- session -------------------------------------------------------------------------------
 
+function loadSession() {
+  try {
+    return JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function saveSession(tokenResponse) {
+  state.session = {
+    accessToken: tokenResponse.accessToken,
+    expiresAt: Date.now() + tokenResponse.expiresIn * 1000,
+    refreshToken: tokenResponse.refreshToken,
+    sessionId: tokenResponse.sessionId,
+    user: tokenResponse.user,
+  };
+  localStorage.setItem(SESSION_KEY, JSON.stringify(state.session));
+  scheduleRenewal();
+}
+
+function scheduleRenewal() {
+  clearTimeout(state.renewTimer);
+  const due = Math.max(state.session.expiresAt - Date.now() - RENEW_MARGIN_MS, 1000);
+  state.renewTimer = setTimeout(renewTokens, due);
+}
+
+// New tokens for this session; false when it has ended. A refresh token is good for one use
+// (a second use ends the session), so this browser's tabs take turns, and a tab adopts what
+// another tab renewed in the meantime instead of spending the token again.
+async function renewTokens() {
+  const sessionId = state.session?.sessionId;
+  if (!sessionId) return false;
+  const renewed = await navigator.locks.request(REFRESH_LOCK, async () => {
+    const stored = loadSession();
+    if (stored?.sessionId !== sessionId) return null;
+    if (stored.accessToken !== state.session.accessToken
+        && stored.expiresAt - Date.now() > RENEW_MARGIN_MS) {
+      return { ...stored, expiresIn: (stored.expiresAt - Date.now()) / 1000 };
+    }
+    const response = await fetch("/v1/auth/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ refreshToken: stored.refreshToken }),
+    });
+    return response.ok ? response.json() : null;
+  }).catch(() => null);
+  if (state.session?.sessionId !== sessionId) return false;  // logged out meanwhile
+  if (!renewed) {
+    logOut("Your session has ended. Please log in again.");
+    return false;
+  }
+  saveSession(renewed);
+  // An open socket goes on with the new token; a closed one presents it when it reconnects.
+  if (state.socket?.connected) state.socket.emit("auth.renew", { token: renewed.accessToken });
+  return true;
+}
+
 function logIn(tokenResponse) {
-  state.token = tokenResponse.accessToken;
-  state.user = tokenResponse.user;
-  sessionStorage.setItem(TOKEN_KEY, state.token);
-  sessionStorage.setItem(USER_KEY, JSON.stringify(state.user));
+  saveSession(tokenResponse);
   start();
 }
 
+async function logOutHere() {
+  // Ends the session on the server first: its tokens are refused from then on. Offline, it
+  // still ends here, and on the server when its refresh token expires.
+  await api("POST", "/auth/logout").catch(() => {});
+  logOut("");
+}
+
 function logOut(notice) {
-  forgetPushSubscription(state.token);
+  forgetPushSubscription(state.session?.accessToken);
+  clearTimeout(state.renewTimer);
   state.socket?.disconnect();
   state.socket = null;
-  state.token = null;
-  state.user = null;
+  state.session = null;
   state.members = [];
   state.tasks = [];
   state.lastSeq = null;
   state.ahead.clear();
-  sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(USER_KEY);
+  localStorage.removeItem(SESSION_KEY);
   setStatus("offline", "offline");
   showText($("auth-notice"), notice);
   $("app-view").hidden = true;
@@ -105,7 +176,8 @@ function logOut(notice) {
 }
 
 async function start() {
-  const { user } = state;
+  const { user } = state.session;
+  scheduleRenewal();
   $("auth-view").hidden = true;
   $("app-view").hidden = false;
   $("logout").hidden = false;
@@ -115,7 +187,7 @@ async function start() {
   try {
     state.members = await apiList(`/families/${user.familyId}/members`);
   } catch (error) {
-    if (state.user) toast(`Could not load the family: ${error.message}`, "error");
+    if (state.session) toast(`Could not load the family: ${error.message}`, "error");
     return;
   }
   renderAssigneeChoices();
@@ -130,8 +202,8 @@ function connectSocket() {
   setStatus("connecting", "connecting…");
   // On every (re)connect the server replays what we missed after lastSeq, then says "sync".
   const auth = (send) => send(state.lastSeq === null
-    ? { token: state.token }
-    : { token: state.token, lastSeq: state.lastSeq });
+    ? { token: state.session?.accessToken }
+    : { token: state.session?.accessToken, lastSeq: state.lastSeq });
   const socket = io({ auth, transports: ["websocket"] });
   state.socket = socket;
   socket.on("connect", () => {
@@ -154,15 +226,27 @@ function connectSocket() {
     if (socket.active) setStatus("reconnecting", "reconnecting…");
     else if (state.socket === socket) setStatus("offline", `disconnected: ${reason}`);
   });
-  socket.on("connect_error", (error) => {
-    // A refusal by the server (unauthorized, token_expired) is final; anything else is retried.
-    if (socket.active) setStatus("reconnecting", "reconnecting…");
-    else setStatus("refused", `refused: ${error.message}`);
+  socket.on("connect_error", async (error) => {
+    if (socket.active) {
+      setStatus("reconnecting", "reconnecting…");  // the network: retried by the client
+    } else if (error.message === "token_expired" && await renewTokens()) {
+      socket.connect();  // from our position, with the renewed token
+    } else {
+      setStatus("refused", `refused: ${error.message}`);  // unauthorized, session_revoked
+    }
   });
-  socket.on("session.expired", () => logOut("Your session expired. Please log in again."));
+  // The token ran out before it was renewed (a sleeping laptop): renew, and reconnect from our
+  // position, missing nothing.
+  socket.on("session.expired", async () => {
+    if (await renewTokens()) socket.connect();
+  });
   socket.onAny((eventName, envelope) => {
     if (!acceptEnvelope(envelope)) return;
     if (eventName.startsWith("task.")) handleTaskEvent(envelope);
+    if (eventName === "session.revoked"
+        && envelope.data.sessionIds.includes(state.session?.sessionId)) {
+      logOut("You were logged out.");
+    }
   });
 }
 
@@ -177,7 +261,7 @@ function acceptEnvelope(envelope) {
     state.seenEventIds.delete(state.seenEventIds.values().next().value);
   }
   // Our position is in our own user stream (chat streams would keep positions of their own).
-  if (envelope.stream !== `user:${state.user?.id}`) return true;
+  if (envelope.stream !== `user:${state.session?.user.id}`) return true;
   if (state.lastSeq === null || envelope.seq > state.lastSeq) {
     state.ahead.add(envelope.seq);
     absorbAhead();
@@ -292,27 +376,27 @@ function describeEvent({ type, data }) {
 // ---- tasks ---------------------------------------------------------------------------------
 
 async function refreshTasks() {
-  if (!state.user) return;
+  if (!state.session?.user) return;
   // Only the latest of overlapping refetches may render, whatever order they answer in.
   const generation = ++state.tasksGeneration;
   try {
-    const tasks = await apiList(`/families/${state.user.familyId}/tasks`);
-    if (generation !== state.tasksGeneration || !state.user) return;
+    const tasks = await apiList(`/families/${state.session?.user.familyId}/tasks`);
+    if (generation !== state.tasksGeneration || !state.session?.user) return;
     state.tasks = tasks;
     renderTasks();
   } catch (error) {
-    if (state.user) toast(`Could not load tasks: ${error.message}`, "error");
+    if (state.session?.user) toast(`Could not load tasks: ${error.message}`, "error");
   }
 }
 
 function memberName(id) {
-  if (id === state.user?.id) return "you";
+  if (id === state.session?.user?.id) return "you";
   return state.members.find((m) => m.id === id)?.displayName ?? "someone";
 }
 
 function renderTasks() {
   const list = $("task-list");
-  const isParent = state.user.role === "parent";
+  const isParent = state.session?.user.role === "parent";
   list.replaceChildren(...state.tasks.map((task) => {
     const done = task.completedAt !== null;
     const item = element("li", { className: "task", "data-testid": "task", "data-task-id": task.id,
@@ -328,7 +412,7 @@ function renderTasks() {
     const status = done ? `Done by ${memberName(task.completedBy)}` : "Open";
     item.append(element("span", { className: "task-status", "data-testid": "task-status" }, status));
     const actions = element("div", { className: "task-actions" });
-    if (!done && (isParent || task.assignedTo.includes(state.user.id))) {
+    if (!done && (isParent || task.assignedTo.includes(state.session?.user.id))) {
       actions.append(actionButton("Complete", "complete", () => api("POST", `/tasks/${task.id}/complete`)));
     }
     if (isParent) {
@@ -371,7 +455,7 @@ function renderAssigneeChoices() {
 async function createTask(form) {
   const fields = new FormData(form);
   const dueAt = fields.get("dueAt");
-  await api("POST", `/families/${state.user.familyId}/tasks`, {
+  await api("POST", `/families/${state.session?.user.familyId}/tasks`, {
     title: fields.get("title"),
     description: fields.get("description"),
     karmaReward: Number(fields.get("karmaReward") || 0),
@@ -439,6 +523,6 @@ onSubmit($("signup-form"), $("signup-error"), async (form) => {
   form.reset();
 });
 onSubmit($("task-form"), $("task-error"), createTask);
-$("logout").addEventListener("click", () => logOut(""));
+$("logout").addEventListener("click", logOutHere);
 
-if (state.token && state.user) start();
+if (state.session) start();

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.harness import ManagedProcess, Member, add_member, signup, terminate_listeners
+from tests.harness import (
+    ManagedProcess,
+    Member,
+    add_member,
+    signup,
+    terminate_listeners,
+    web_process,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -118,7 +125,7 @@ async def test_wrong_password_shows_an_error(api: httpx.AsyncClient, web: str, p
     await expect(error).to_have_text("wrong e-mail or password")
     await expect(page.get_by_test_id("app-view")).to_be_hidden()
     await expect(page.get_by_test_id("connection-status")).to_have_text("offline")
-    assert await page.evaluate("sessionStorage.length") == 0
+    assert await page.evaluate("localStorage.length") == 0
     # The form stays usable: the right password logs in from the same page.
     await page.fill("#login-password", PASSWORD)
     await page.click("#login-submit")
@@ -153,3 +160,54 @@ async def test_the_page_catches_up_after_the_web_process_lost_its_channel(
     metrics = (await api.get("/metrics")).text
     assert 'realtime_resyncs_total{reason="channel_lost"} 1.0' in metrics
     assert 'realtime_catch_ups_total{recovered="true"} 1.0' in metrics
+
+
+async def test_the_page_stays_logged_in_past_its_tokens_and_log_out_ends_the_session(
+    database_url: str,
+    log_dir: Path,
+    start_dispatcher: Callable[..., ManagedProcess],
+    page: Page,
+) -> None:
+    # 3-second access tokens: the page renews each a second after it gets it.
+    proc, web = web_process(database_url, log_dir, APP_JWT_TTL_SECONDS="3")
+    start_dispatcher()
+    try:
+        async with httpx.AsyncClient(base_url=web, timeout=10) as api:
+            parent = await signup(api, "Ada")
+            child = await add_member(api, parent, "Kim", "child")
+            await log_in(page, web, child)
+            status = page.get_by_test_id("connection-status")
+            await expect(status).to_have_text("connected", timeout=DEADLINE_MS)
+            first = await page.evaluate("JSON.parse(localStorage.getItem('family.session'))")
+
+            await page.wait_for_timeout(8_000)  # over two token lifetimes
+
+            await expect(status).to_have_text("connected")
+            renewed = await page.evaluate("JSON.parse(localStorage.getItem('family.session'))")
+            assert renewed["sessionId"] == first["sessionId"]
+            assert renewed["refreshToken"] != first["refreshToken"]
+            fresh = await api.post(
+                "/v1/auth/login", json={"email": parent.email, "password": PASSWORD}
+            )
+            created = await api.post(
+                f"/v1/families/{parent.family_id}/tasks",
+                headers={"Authorization": f"Bearer {fresh.json()['accessToken']}"},
+                json={"title": "Dishes", "assignedTo": [child.id]},
+            )
+            assert created.status_code == 201, created.text
+            toast = page.get_by_test_id("toast").filter(has_text="New task assigned: Dishes")
+            await expect(toast).to_be_visible(timeout=DEADLINE_MS)
+            await expect(page.get_by_test_id("auth-view")).to_be_hidden()
+
+            last = await page.evaluate("JSON.parse(localStorage.getItem('family.session'))")
+            await page.click("#logout")
+            await expect(page.get_by_test_id("auth-view")).to_be_visible()
+            assert await page.evaluate("localStorage.getItem('family.session')") is None
+            # The session ended on the server: its refresh token is refused.
+            refused = await api.post(
+                "/v1/auth/refresh", json={"refreshToken": last["refreshToken"]}
+            )
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "session_revoked"
+    finally:
+        proc.stop()
