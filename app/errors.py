@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -56,6 +57,25 @@ class TooManyRequests(AppError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, details={"retryAfterSeconds": math.ceil(retry_after)})
         self.retry_after = math.ceil(retry_after)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    """The JSON error shape shared by every 4xx/5xx answer (``error_body``)."""
+
+    error: ErrorDetail
+
+
+# Declared once for every operation (``FastAPI(responses=...)``): any 4xx carries the error body.
+# It also takes the place of FastAPI's own 422 entry, whose ``detail`` shape is never sent.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused; `error.code` says why"},
+}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

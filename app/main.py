@@ -20,7 +20,7 @@ from app.auth.router import router as auth_router
 from app.body_limit import BodyLimit
 from app.chat.router import router as chat_router
 from app.db import create_engine, create_sessionmaker
-from app.errors import error_body, install_error_handlers
+from app.errors import ERROR_RESPONSES, ErrorBody, error_body, install_error_handlers
 from app.families.router import router as families_router
 from app.karma.router import router as karma_router
 from app.outbox.asyncapi import router as catalogue_router
@@ -55,7 +55,9 @@ def create_api(
         finally:
             await engine.dispose()
 
-    api = FastAPI(title="Family realtime API", version="1.0.0", lifespan=lifespan)
+    api = FastAPI(
+        title="Family realtime API", version="1.0.0", lifespan=lifespan, responses=ERROR_RESPONSES
+    )
     api.state.settings = settings
     api.state.sessionmaker = sessionmaker
     install_error_handlers(api)
@@ -82,7 +84,12 @@ def create_api(
         """The process is up."""
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["health"], response_model=None)
+    @api.get(
+        "/readyz",
+        tags=["health"],
+        response_model=None,
+        responses={503: {"model": ErrorBody, "description": "The database is unreachable"}},
+    )
     async def readyz(request: Request) -> dict[str, str] | JSONResponse:
         """The process can reach its database."""
         try:
