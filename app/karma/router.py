@@ -30,8 +30,9 @@ async def get_karma(
     actor: CurrentUser,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    # The ledger's ids are bigints: a larger cursor is a 422, not a database error.
     before: Annotated[
-        int | None, Query(ge=1, description="Only entries older than this id")
+        int | None, Query(ge=1, le=2**63 - 1, description="Only entries older than this id")
     ] = None,
 ) -> KarmaOut:
     """A family member's balance and ledger history, newest first (any member of the family)."""
