@@ -233,16 +233,24 @@ def seed_users(database_url: str, count: int) -> list[tuple[uuid.UUID, uuid.UUID
     return users
 
 
-def issue_tokens(users: list[tuple[uuid.UUID, uuid.UUID, str]]) -> list[str]:
-    """Access tokens as the login endpoint issues them."""
+def issue_tokens(database_url: str, users: list[tuple[uuid.UUID, uuid.UUID, str]]) -> list[str]:
+    """Access tokens as the login endpoint issues them, each in a session of its own."""
     from app.auth.tokens import issue_token
     from app.families.models import Role, User
     from app.settings import Settings
 
     settings = Settings(environment="test", jwt_secret=JWT_SECRET)
+    sessions = [uuid.uuid4() for _ in users]
+    with (
+        psycopg.connect(database_url) as conn,
+        conn.cursor() as cur,
+        cur.copy("COPY auth_sessions (id, user_id, expires_at) FROM STDIN") as copy,
+    ):
+        for session_id, (user_id, _, _) in zip(sessions, users, strict=True):
+            copy.write_row((session_id, user_id, "infinity"))
     return [
-        issue_token(User(id=user_id, family_id=family_id, role=Role(role)), settings)
-        for user_id, family_id, role in users
+        issue_token(User(id=user_id, family_id=family_id, role=Role(role)), session_id, settings)
+        for session_id, (user_id, family_id, role) in zip(sessions, users, strict=True)
     ]
 
 
@@ -386,7 +394,7 @@ def measure_server(
 def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     env = system_env(database_url)
     users = seed_users(database_url, args.connections)
-    tokens = issue_tokens(users)
+    tokens = issue_tokens(database_url, users)
     results: dict[str, Any] = {}
     source_net = 10
     with tempfile.TemporaryDirectory() as scratch:

@@ -59,9 +59,8 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import service as auth_service
 from app.auth.passwords import hash_password
-from app.auth.tokens import issue_token
+from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role
@@ -202,27 +201,23 @@ async def create_family(database_url: str, size: int) -> list[Member]:
     engine = create_engine(database_url, pool_size=1)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            parent = await auth_service.signup(
-                session=session,
-                family_name="Bench",
-                display_name="Parent",
-                email=f"parent-{tag}@example.com",
-                password=PASSWORD,
-            )
-            users = [parent]
-            for index in range(size - 1):
-                child = await family_service.add_member(
+            family = await family_service.create_family(session=session, name="Bench")
+            password_hash = await hash_password(PASSWORD)
+            members = []
+            for index in range(size):
+                user = await family_service.add_member(
                     session=session,
-                    family_id=parent.family_id,
-                    email=f"child-{index}-{tag}@example.com",
-                    display_name=f"Kid {index}",
-                    password_hash=await hash_password(PASSWORD),
-                    role=Role.CHILD,
+                    family_id=family.id,
+                    email=f"member-{index}-{tag}@example.com",
+                    display_name=f"Member {index}",
+                    password_hash=password_hash,
+                    role=Role.CHILD if index else Role.PARENT,
                 )
-                users.append(child)
+                tokens = await start_session(session, user, settings)
+                members.append(Member(str(user.id), str(family.id), tokens.access_token))
     finally:
         await engine.dispose()
-    return [Member(str(u.id), str(u.family_id), issue_token(u, settings)) for u in users]
+    return members
 
 
 @dataclass
@@ -385,7 +380,13 @@ def replay_problems(run: Reconnect, stream: str, last_seq: int, count: int) -> l
     if seqs != list(range(last_seq + 1, last_seq + count + 1)):
         problems.append(f"seqs not {last_seq + 1}..{last_seq + count} in order: {seqs[:5]}...")
     syncs = [data for _, name, data in kept if name == "sync"]
-    want = {"stream": stream, "recovered": True, "replayed": count, "lastSeq": last_seq + count}
+    want = {
+        "stream": stream,
+        "recovered": True,
+        "replayed": count,
+        "missing": 0,
+        "lastSeq": last_seq + count,
+    }
     if syncs != [want]:
         problems.append(f"sync {syncs} != [{want}]")
     return problems

@@ -61,9 +61,9 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.tokens import issue_token
+from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
-from app.families.models import Role, User
+from app.families.models import User
 from app.outbox.staging import notify_channel_info, stage
 from app.realtime.rooms import user_room
 from app.settings import Settings
@@ -150,7 +150,12 @@ def token_ttl(args: argparse.Namespace) -> int:
 # -- members, over REST ----------------------------------------------------------------------
 
 
-async def sign_up_family(api: httpx.AsyncClient, size: int, settings: Settings) -> list[Member]:
+async def sign_up_family(
+    api: httpx.AsyncClient,
+    size: int,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> list[Member]:
     """A family signed up over REST: a parent, then ``size - 1`` children it adds."""
     tag = uuid.uuid4().hex[:10]
     signup = await api.post(
@@ -161,7 +166,7 @@ async def sign_up_family(api: httpx.AsyncClient, size: int, settings: Settings) 
     signup.raise_for_status()
     user = signup.json()["user"]
     parent = Member(user["id"], user["familyId"], signup.json()["accessToken"])
-    members = [parent]
+    children = []
     for index in range(size - 1):
         added = await api.post(
             f"/v1/families/{parent.family_id}/members",
@@ -170,28 +175,36 @@ async def sign_up_family(api: httpx.AsyncClient, size: int, settings: Settings) 
             | {"email": f"child-{index}-{tag}@example.com"},
         )
         added.raise_for_status()
-        # Signed here rather than by a REST login: each login is another Argon2 verify, and
-        # hundreds of them would only lengthen the set-up.
-        child = User(
-            id=uuid.UUID(added.json()["id"]),
-            family_id=uuid.UUID(parent.family_id),
-            role=Role.CHILD,
-        )
-        members.append(Member(str(child.id), parent.family_id, issue_token(child, settings)))
+        children.append(uuid.UUID(added.json()["id"]))
+    # Sessions started here rather than by REST logins: each login is another Argon2 verify,
+    # and hundreds of them would only lengthen the set-up.
+    members = [parent]
+    async with sessionmaker() as session, session.begin():
+        for child_id in children:
+            child = await session.get_one(User, child_id)
+            tokens = await start_session(session, child, settings)
+            members.append(Member(str(child_id), parent.family_id, tokens.access_token))
     return members
 
 
-async def sign_up_families(url: str, args: argparse.Namespace) -> list[list[Member]]:
+async def sign_up_families(
+    url: str, database_url: str, args: argparse.Namespace
+) -> list[list[Member]]:
     settings = Settings(environment="test", jwt_secret=JWT_SECRET, jwt_ttl_seconds=token_ttl(args))
     gate = asyncio.Semaphore(SIGNUP_CONCURRENCY)
+    engine = create_engine(database_url, pool_size=SIGNUP_CONCURRENCY)
+    sessionmaker = create_sessionmaker(engine)
 
     async def one(api: httpx.AsyncClient) -> list[Member]:
         async with gate:
-            return await sign_up_family(api, args.family_size, settings)
+            return await sign_up_family(api, args.family_size, settings, sessionmaker)
 
-    async with httpx.AsyncClient(base_url=url, timeout=120) as api:
-        families = args.clients // args.family_size
-        return list(await asyncio.gather(*(one(api) for _ in range(families))))
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as api:
+            families = args.clients // args.family_size
+            return list(await asyncio.gather(*(one(api) for _ in range(families))))
+    finally:
+        await engine.dispose()
 
 
 # -- the clients -----------------------------------------------------------------------------
@@ -505,7 +518,7 @@ async def run_load(
     timings: dict[str, float] = {}
     started = time.monotonic()
     print(f"signing up {args.clients} members over REST ...", flush=True)
-    families = await sign_up_families(url, args)
+    families = await sign_up_families(url, database_url, args)
     timings["signup_s"] = time.monotonic() - started
     followers = [Follower(member, url) for family in families for member in family]
     print(f"connecting {len(followers)} Socket.IO clients ...", flush=True)
