@@ -63,7 +63,7 @@ async def list_members(
 ) -> list[MemberOut]:
     """List the family's members, a page at a time.
 
-    Oldest first: by the time they joined, then `email`, then `id`.
+    Oldest first: by the time they joined, then `id` (cursors carry no e-mail).
     """
     family_service.require_same_family(actor, family_id)
     members = await family_service.list_members(session=session, family_id=family_id, page=page)

@@ -99,11 +99,11 @@ def require_parent(actor: User) -> None:
 async def list_members(
     *, session: AsyncSession, family_id: uuid.UUID, page: PageRequest
 ) -> Page[User]:
-    """A page of the family's members: by ``created_at``, then ``email``, then ``id``."""
+    """A page of the family's members: by ``created_at``, then ``id``."""
     return await fetch_page(
         session,
         select(User).where(User.family_id == family_id),
-        order=(User.created_at, User.email, User.id),
+        order=(User.created_at, User.id),
         page=page,
     )
 

@@ -181,7 +181,7 @@ async def members_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
     insert_members(database_url, parent.family_id, BULK)
     expected = ids(
         database_url,
-        "SELECT id FROM users WHERE family_id = %s ORDER BY created_at, email, id",
+        "SELECT id FROM users WHERE family_id = %s ORDER BY created_at, id",
         parent.family_id,
     )
     return Listing(f"/v1/families/{parent.family_id}/members", child, expected, {})
