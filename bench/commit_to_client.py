@@ -198,7 +198,7 @@ def table_row(label: str, stats: dict[str, Any]) -> str:
 
 
 def report(results: dict[str, Any], rate: float) -> dict[str, Any]:
-    """Print the table and the §11 budget checks; return the verdicts."""
+    """Print the table and the budget checks (docs/design.md); return the verdicts."""
     cores = os.cpu_count() or 1
     print(f"\nCommit -> Socket.IO client, {cores} cores; load average (1/5/15m):")
     print("  " + ", ".join(f"{k} {v}" for k, v in results["load_average"].items()))
