@@ -9,7 +9,7 @@ refused with a 4xx, and a secured operation without a token with a 401.
 
 Examples are few per operation and Hypothesis runs derandomized, so a run sends the same
 requests every time (but for the ids the server hands out) in under a minute. A failure names
-the operation, the role (Hypothesis' note) and a curl command that repeats the request.
+the operation, the role and a curl command that repeats the request.
 """
 
 from __future__ import annotations
@@ -217,6 +217,15 @@ def unbounded_integers(operation: Any) -> Iterator[tuple[str, int]]:
                 yield from ((parameter.name, value) for value in values)
 
 
+def call(case: Any, base_url: str, role: str, member: Member) -> Any:
+    """The response to ``case`` sent with ``member``'s token, checked; a failure names the role."""
+    try:
+        return case.call_and_validate(base_url=base_url, headers=member.headers)
+    except (Exception, BaseExceptionGroup) as error:  # schemathesis' FailureGroup is the latter
+        failure = str(error)
+    pytest.fail(f"as the {role}: {failure}", pytrace=False)
+
+
 def fuzz(operation: Any, family: Family, base_url: str) -> None:
     """Run the generated requests of one operation as the parent and as the child."""
     label: str = operation.label
@@ -236,11 +245,7 @@ def fuzz(operation: Any, family: Family, base_url: str) -> None:
         if self_ending:
             family.revive()
         for role, member in family.members():
-            try:
-                response = case.call_and_validate(base_url=base_url, headers=member.headers)
-            except Exception:
-                hypothesis.note(f"as the {role}")
-                raise
+            response = call(case, base_url, role, member)
             if response.status_code == 401 and not self_ending and family.revive():
                 family.ended_by.append(label)
 
@@ -251,10 +256,7 @@ def fuzz(operation: Any, family: Family, base_url: str) -> None:
     for name, value in unbounded_integers(operation):
         case = operation.Case(path_parameters=path, query={name: value})
         for role, member in family.members():
-            try:
-                case.call_and_validate(base_url=base_url, headers=member.headers)
-            except Exception as failure:
-                pytest.fail(f"as the {role}: {failure}", pytrace=False)
+            call(case, base_url, role, member)
 
 
 @pytest.mark.timeout(600)
