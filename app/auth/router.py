@@ -55,7 +55,10 @@ def _token_response(tokens: sessions.SessionTokens, settings: Settings) -> Token
     "/auth/signup",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenOut,
-    responses={409: {"description": "Sign-up failed (the e-mail is taken)"}, **_THROTTLED},
+    responses={
+        409: {"model": ErrorBody, "description": "Sign-up failed (the e-mail is taken)"},
+        **_THROTTLED,
+    },
 )
 async def signup(body: SignupIn, request: Request, session: DbSession) -> TokenOut:
     """Create a family with its first parent, and log that parent in."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response, status
 from app.auth.dependencies import CurrentUser
 from app.auth.passwords import hash_password
 from app.db import DbSession
+from app.errors import ErrorBody
 from app.families import service as family_service
 from app.families.schemas import MemberIn, MemberOut
 from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
@@ -39,7 +40,9 @@ async def add_member(
 @router.delete(
     "/families/{family_id}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={409: {"description": "The family's last parent cannot be removed"}},
+    responses={
+        409: {"model": ErrorBody, "description": "The family's last parent cannot be removed"}
+    },
 )
 async def remove_member(
     family_id: uuid.UUID, user_id: uuid.UUID, actor: CurrentUser, session: DbSession

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
+from app.errors import ErrorBody
 from app.push import service as push_service
 from app.push.schemas import (
     SubscriptionIn,
@@ -39,8 +40,14 @@ async def vapid_public_key(request: Request) -> VapidPublicKeyOut:
     status_code=status.HTTP_201_CREATED,
     response_model=SubscriptionOut,
     responses={
-        200: {"description": "The endpoint was already subscribed; its keys are updated"},
-        409: {"description": "Another user holds the endpoint and these are not its keys"},
+        200: {
+            "model": SubscriptionOut,
+            "description": "The endpoint was already subscribed; its keys are updated",
+        },
+        409: {
+            "model": ErrorBody,
+            "description": "Another user holds the endpoint and these are not its keys",
+        },
     },
 )
 async def subscribe(
