@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import service as auth_service
-from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
-from app.families import service as family_service
-from app.families.models import Role, User
+from app.families.models import User
 from app.outbox.staging import notify_channel_info
 from app.tasks import service as task_service
 from app.tasks.schemas import TaskCreate
 from tests.events import commit_events
+from tests.families import new_family
 
 
 @pytest.fixture
@@ -32,21 +29,7 @@ async def family_with_child(
     sessions: async_sessionmaker[AsyncSession],
 ) -> tuple[User, User]:
     async with sessions() as session, session.begin():
-        parent = await auth_service.signup(
-            session=session,
-            family_name="F",
-            display_name="P",
-            email=f"p-{uuid.uuid4().hex}@example.com",
-            password="correct horse battery",
-        )
-        child = await family_service.add_member(
-            session=session,
-            family_id=parent.family_id,
-            email=f"c-{uuid.uuid4().hex}@example.com",
-            display_name="C",
-            password_hash=await hash_password("correct horse battery"),
-            role=Role.CHILD,
-        )
+        parent, child = await new_family(session, "P", "C")
     return parent, child
 
 

@@ -17,17 +17,15 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import service as auth_service
-from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
-from app.families import service as family_service
-from app.families.models import Role, User
+from app.families.models import User
 from app.outbox.asyncapi import build_document
 from app.outbox.staging import notify_channel_info
 from app.recurring import service as recurring_service
 from app.recurring.models import TaskTemplate
 from app.recurring.schemas import WEEK, TaskTemplateCreate
 from app.tasks import service as task_service
+from tests.families import new_family
 from tests.harness import (
     ManagedProcess,
     SocketRecorder,
@@ -55,24 +53,7 @@ class Family:
 
 async def make_family(sessions: async_sessionmaker[AsyncSession]) -> Family:
     async with sessions() as session, session.begin():
-        parent = await auth_service.signup(
-            session=session,
-            family_name="F",
-            display_name="Ada",
-            email=f"ada-{uuid.uuid4().hex}@example.com",
-            password="correct horse battery",
-        )
-        children = [
-            await family_service.add_member(
-                session=session,
-                family_id=parent.family_id,
-                email=f"{name}-{uuid.uuid4().hex}@example.com",
-                display_name=name,
-                password_hash=await hash_password("correct horse battery"),
-                role=Role.CHILD,
-            )
-            for name in ("kim", "lou")
-        ]
+        parent, *children = await new_family(session, "Ada", "kim", "lou")
     return Family(parent, *children)
 
 
