@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from app.notifications import with_application_name
-from dispatcher import queries
+from app.outbox import queries
 
 logger = logging.getLogger(__name__)
 

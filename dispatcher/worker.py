@@ -16,10 +16,11 @@ import socketio
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from app.outbox import queries
 from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import payload_model
 from app.realtime.pg_manager import PostgresManager
-from dispatcher import metrics, push_sender, queries
+from dispatcher import metrics, push_sender
 from dispatcher.liveness import Liveness
 from dispatcher.settings import DispatcherSettings
 
