@@ -1,4 +1,7 @@
-"""Scheduled jobs of the dispatcher process (APScheduler): gauges, retention, recurring tasks."""
+"""Scheduled jobs of the dispatcher process (APScheduler): gauges, retention, recurring tasks.
+
+Gauges and retention run for the outbox, and for the Web Push queue when push is on.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +44,27 @@ async def purge_delivered(
         logger.info("purged delivered outbox rows", extra={"rows": deleted})
 
 
+async def refresh_push_gauges(pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
+    async with pool.connection() as conn:
+        gauges = await operations.push_gauges(conn)
+    metrics.PUSH_BACKLOG.set(gauges["pending"])
+    metrics.PUSH_OLDEST_PENDING_AGE.set(gauges["oldest_pending_seconds"])
+    metrics.PUSH_DEAD.set(gauges["dead"])
+
+
+async def purge_sent_pushes(
+    pool: AsyncConnectionPool[AsyncConnection[Any]], settings: DispatcherSettings
+) -> None:
+    async with pool.connection() as conn:
+        deleted = await operations.purge_sent_pushes(
+            conn,
+            older_than=timedelta(days=settings.retention_days),
+            batch_size=settings.purge_batch_size,
+        )
+    if deleted:
+        logger.info("purged sent push deliveries", extra={"rows": deleted})
+
+
 async def generate_recurring_tasks(app_settings: Settings, settings: DispatcherSettings) -> None:
     """Create the tasks of every template due up to today (catching up), in one transaction."""
     time_zone = settings.task_generation_time_zone
@@ -71,8 +95,13 @@ def create_scheduler(
     pool: AsyncConnectionPool[AsyncConnection[Any]],
     settings: DispatcherSettings,
     app_settings: Settings,
+    *,
+    push: bool = False,
 ) -> AsyncIOScheduler:
-    """The dispatcher's periodic jobs; each runs alone (no overlap) and skips missed runs."""
+    """The dispatcher's periodic jobs; each runs alone (no overlap) and skips missed runs.
+
+    ``push``: the push sender runs, so the push queue's gauges and retention run too.
+    """
     scheduler = AsyncIOScheduler()
     scheduler.add_job(
         refresh_gauges,
@@ -90,6 +119,21 @@ def create_scheduler(
         max_instances=1,
         coalesce=True,
     )
+    if push:
+        for job, args, seconds in (
+            (refresh_push_gauges, [pool], settings.gauge_interval_seconds),
+            (purge_sent_pushes, [pool, settings], settings.purge_interval_seconds),
+        ):
+            scheduler.add_job(
+                job,
+                "interval",
+                args=args,
+                seconds=seconds,
+                # Also right at start, as when the push sender ran them itself.
+                next_run_time=datetime.now(UTC),
+                max_instances=1,
+                coalesce=True,
+            )
     scheduler.add_job(
         generate_recurring_tasks,
         "interval",

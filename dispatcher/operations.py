@@ -4,49 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from app.outbox import queries
+from app.push import queries as push_queries
 from dispatcher.liveness import LIVENESS_LOCK_CLASS
 
 Status = Literal["pending", "delivered", "dead"]
-
-
-class _Selection(Protocol):
-    """What the outbox and push filters have in common."""
-
-    @property
-    def status(self) -> str | None: ...
-    @property
-    def type(self) -> str | None: ...
-    @property
-    def older_than(self) -> timedelta | None: ...
-    @property
-    def newer_than(self) -> timedelta | None: ...
-
-
-def _common_clauses(
-    selection: _Selection, *, status_column: str, type_column: str, created_column: str
-) -> tuple[list[str], dict[str, Any]]:
-    """WHERE clauses (fixed text; values bound) for status, type and age."""
-    clauses = ["TRUE"]
-    params: dict[str, Any] = {}
-    if selection.status is not None:
-        clauses.append(f"{status_column} = %(status)s")
-        params["status"] = selection.status
-    if selection.type is not None:
-        clauses.append(f"{type_column} = %(type)s")
-        params["type"] = selection.type
-    if selection.older_than is not None:
-        clauses.append(f"{created_column} < now() - %(older_than)s")
-        params["older_than"] = selection.older_than
-    if selection.newer_than is not None:
-        clauses.append(f"{created_column} >= now() - %(newer_than)s")
-        params["newer_than"] = selection.newer_than
-    return clauses, params
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +123,8 @@ async def backlog_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
     return row
 
 
-# Web Push deliveries (dispatcher.push_sender): the same views over the push queue.
+# Web Push deliveries (dispatcher.push_sender): the same views over the push queue, and its
+# housekeeping.
 
 PushStatus = Literal["pending", "sent", "dead"]
 
@@ -171,40 +139,16 @@ class PushFilter:
     newer_than: timedelta | None = None
     recipient: str | None = None
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        clauses, params = _common_clauses(
-            self,
-            status_column="d.status",
-            type_column="d.event_type",
-            created_column="d.created_at",
-        )
-        if self.recipient is not None:
-            clauses.append("'user:' || s.user_id::text = %(recipient)s")
-            params["recipient"] = self.recipient
-        return " AND ".join(clauses), params
+    def where(self) -> tuple[sql.Composed, dict[str, object]]:
+        return queries.filter_where(push_queries.PUSH_FILTERS, self)
 
 
 async def push_stats(conn: AsyncConnection[Any]) -> dict[str, Any]:
     """The push queue's backlog, oldest pending age, dead and sent counts, per type and status."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """
-            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-                   count(*) FILTER (WHERE status = 'dead') AS dead,
-                   count(*) FILTER (WHERE status = 'sent') AS sent,
-                   coalesce(extract(epoch FROM now() - min(created_at)
-                       FILTER (WHERE status = 'pending')), 0)::float8 AS oldest_pending_seconds,
-                   (SELECT count(*) FROM push_subscriptions) AS subscriptions
-            FROM push_deliveries
-            """
-        )
+        await cur.execute(push_queries.STATS)
         totals = await cur.fetchone()
-        await cur.execute(
-            """
-            SELECT event_type AS type, status, count(*) AS count FROM push_deliveries
-            GROUP BY event_type, status ORDER BY event_type, status
-            """
-        )
+        await cur.execute(push_queries.STATS_PER_TYPE)
         per_type = await cur.fetchall()
     assert totals is not None
     return {**totals, "per_type": per_type}
@@ -216,18 +160,32 @@ async def list_push_deliveries(
     """The newest push deliveries matching ``selection``, with their push service's host."""
     where, params = selection.where()
     async with conn.cursor(row_factory=dict_row) as cur:
-        # The endpoint is a capability URL: show only its push service.
-        await cur.execute(
-            f"""
-            SELECT d.id, d.event_id, d.event_type AS type, d.status, d.attempts, d.created_at,
-                   d.next_attempt_at, d.sent_at, d.last_error, d.urgency, d.ttl_seconds,
-                   d.topic, s.user_id, split_part(s.endpoint, '/', 3) AS push_service
-            FROM push_deliveries d JOIN push_subscriptions s ON s.id = d.subscription_id
-            WHERE {where} ORDER BY d.id DESC LIMIT %(limit)s
-            """,
-            {**params, "limit": limit},
-        )
+        # The endpoint is a capability URL: only its push service is shown.
+        await cur.execute(push_queries.list_deliveries(where), {**params, "limit": limit})
         return await cur.fetchall()
+
+
+async def push_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """The push queue's numbers for metrics, as ``backlog_gauges`` for the outbox."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(push_queries.GAUGES)
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def purge_sent_pushes(
+    conn: AsyncConnection[Any], *, older_than: timedelta, batch_size: int
+) -> int:
+    """Delete sent push deliveries older than the window, one batch per statement."""
+    total = 0
+    params = {"seconds": older_than.total_seconds(), "batch": batch_size}
+    async with conn.cursor() as cur:
+        while True:
+            await cur.execute(push_queries.PURGE_SENT, params)
+            total += cur.rowcount
+            if cur.rowcount < batch_size:
+                return total
 
 
 async def workers(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
