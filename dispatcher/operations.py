@@ -114,13 +114,17 @@ async def purge_delivered(
                 return total
 
 
-async def backlog_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
-    """The cheap numbers for metrics: served by indexes, never a scan of delivered rows."""
+async def _one_row(conn: AsyncConnection[Any], query: str) -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(queries.BACKLOG_GAUGES)
+        await cur.execute(query)
         row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def backlog_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """The cheap numbers for metrics: served by indexes, never a scan of delivered rows."""
+    return await _one_row(conn, queries.BACKLOG_GAUGES)
 
 
 # Web Push deliveries (dispatcher.push_sender): the same views over the push queue, and its
@@ -167,11 +171,7 @@ async def list_push_deliveries(
 
 async def push_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
     """The push queue's numbers for metrics, as ``backlog_gauges`` for the outbox."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(push_queries.GAUGES)
-        row = await cur.fetchone()
-    assert row is not None
-    return row
+    return await _one_row(conn, push_queries.GAUGES)
 
 
 async def purge_sent_pushes(

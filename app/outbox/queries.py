@@ -294,13 +294,25 @@ SELECT type, status, count(*) AS count FROM outbox_events
 GROUP BY type, status ORDER BY type, status
 """
 
+
+def common_filters(
+    *, status: sql.SQL, event_type: sql.SQL, created_at: sql.SQL
+) -> dict[str, sql.Composable]:
+    """The filters both queues have (status, type, age), on their columns."""
+    return {
+        "status": sql.SQL("{} = %(status)s").format(status),
+        "type": sql.SQL("{} = %(type)s").format(event_type),
+        "older_than": sql.SQL("{} < now() - %(older_than)s").format(created_at),
+        "newer_than": sql.SQL("{} >= now() - %(newer_than)s").format(created_at),
+    }
+
+
 # An operator's selection of rows (``--status``, ``--type``, ``--older-than``, ``--newer-than``,
 # ``--recipient``): each one given adds its clause, its value bound under its own name.
-EVENT_FILTERS: Mapping[str, sql.SQL] = {
-    "status": sql.SQL("e.status = %(status)s"),
-    "type": sql.SQL("e.type = %(type)s"),
-    "older_than": sql.SQL("e.created_at < now() - %(older_than)s"),
-    "newer_than": sql.SQL("e.created_at >= now() - %(newer_than)s"),
+EVENT_FILTERS: Mapping[str, sql.Composable] = {
+    **common_filters(
+        status=sql.SQL("e.status"), event_type=sql.SQL("e.type"), created_at=sql.SQL("e.created_at")
+    ),
     "recipient": sql.SQL(
         "EXISTS (SELECT 1 FROM outbox_recipients r"
         " WHERE r.event_id = e.id AND r.stream = %(recipient)s)"
@@ -309,7 +321,7 @@ EVENT_FILTERS: Mapping[str, sql.SQL] = {
 
 
 def filter_where(
-    filters: Mapping[str, sql.SQL], selection: object
+    filters: Mapping[str, sql.Composable], selection: object
 ) -> tuple[sql.Composed, dict[str, object]]:
     """The WHERE condition of the ``filters`` whose field in ``selection`` is set, and their
     values as parameters (also for the push queue's filters)."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from psycopg import sql
 
+from app.outbox.queries import common_filters
 from app.realtime.rooms import chat_room, user_room
 
 # --- Filling the queue (dispatcher.push_queue, in the drain loop's delivery transaction) ------
@@ -186,11 +187,12 @@ GROUP BY event_type, status ORDER BY event_type, status
 
 # An operator's selection of push deliveries, as ``app.outbox.queries.EVENT_FILTERS`` for the
 # outbox (composed with its ``filter_where``); ``recipient`` is a ``user:<id>`` stream.
-PUSH_FILTERS: Mapping[str, sql.SQL] = {
-    "status": sql.SQL("d.status = %(status)s"),
-    "type": sql.SQL("d.event_type = %(type)s"),
-    "older_than": sql.SQL("d.created_at < now() - %(older_than)s"),
-    "newer_than": sql.SQL("d.created_at >= now() - %(newer_than)s"),
+PUSH_FILTERS: Mapping[str, sql.Composable] = {
+    **common_filters(
+        status=sql.SQL("d.status"),
+        event_type=sql.SQL("d.event_type"),
+        created_at=sql.SQL("d.created_at"),
+    ),
     "recipient": sql.SQL("'user:' || s.user_id::text = %(recipient)s"),
 }
 
