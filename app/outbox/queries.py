@@ -1,10 +1,10 @@
 """The outbox's SQL, all of it: staging, catch-up reads, claims and marks, liveness, operators.
 
 One home, one parameter style: every statement binds its values as named ``%(name)s``
-parameters (psycopg's own style; the web process runs the two statements it needs through
-SQLAlchemy's ``exec_driver_sql``, which hands them to psycopg as they are). Nothing is built
-from strings: where a statement embeds another, or an operator's filter varies, it is composed
-with ``psycopg.sql``. Callers import the statements by name.
+parameters (psycopg's own style; the web process runs its statements, staging and catch-up,
+through SQLAlchemy's ``exec_driver_sql``, which hands them to psycopg as they are). Nothing is
+built from strings: where a statement embeds another, or an operator's filter varies, it is
+composed with ``psycopg.sql``. Callers import the statements by name.
 
 The push queue's SQL lives in ``app.push.queries``.
 """
