@@ -16,6 +16,7 @@ import app.outbox.catalogue  # noqa: F401  (registers every event type the dispa
 from app.notifications import with_application_name
 from app.realtime.server import create_client_manager
 from app.settings import Settings, get_settings
+from dispatcher import metrics
 from dispatcher.jobs import create_scheduler
 from dispatcher.listener import wake_on_notify
 from dispatcher.liveness import Liveness, drain_session_name
@@ -98,7 +99,7 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        scheduler = create_scheduler(pool, settings, app_settings)
+        scheduler = create_scheduler(pool, settings, app_settings, push=pusher is not None)
         scheduler.start()
         listener = asyncio.create_task(
             wake_on_notify(
@@ -106,6 +107,7 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
                 app_settings.outbox_channel,
                 wake,
                 keepalive_seconds=settings.listener_keepalive_seconds,
+                up=metrics.LISTENER_UP,
             )
         )
         keeping_alive = asyncio.create_task(liveness.run())

@@ -1,12 +1,18 @@
-"""Scheduled jobs of the dispatcher process (APScheduler): gauges, retention, recurring tasks."""
+"""Scheduled jobs of the dispatcher process (APScheduler): gauges, retention, recurring tasks.
+
+Gauges and retention run for the outbox, and for the Web Push queue when push is on.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import Gauge
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,25 +26,72 @@ from dispatcher.settings import DispatcherSettings
 logger = logging.getLogger(__name__)
 
 
-async def refresh_gauges(pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
-    async with pool.connection() as conn:
-        gauges = await operations.backlog_gauges(conn)
-    metrics.BACKLOG.set(gauges["pending"])
-    metrics.OLDEST_PENDING_AGE.set(gauges["oldest_pending_seconds"])
-    metrics.DEAD.set(gauges["dead"])
+class _Purge(Protocol):
+    """Deletes a queue's finished rows older than a window, a batch at a time; how many."""
+
+    def __call__(
+        self, conn: AsyncConnection[Any], *, older_than: timedelta, batch_size: int
+    ) -> Awaitable[int]: ...
 
 
-async def purge_delivered(
-    pool: AsyncConnectionPool[AsyncConnection[Any]], settings: DispatcherSettings
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """What the gauge and retention jobs do for one queue (the outbox, the push queue)."""
+
+    read_gauges: Callable[[AsyncConnection[Any]], Awaitable[dict[str, Any]]]
+    backlog: Gauge
+    oldest_pending_age: Gauge
+    dead: Gauge
+    purge: _Purge
+    purged_message: str
+    # Also right at start (not only after the first interval).
+    at_start: bool = False
+
+
+OUTBOX = Queue(
+    operations.backlog_gauges,
+    metrics.BACKLOG,
+    metrics.OLDEST_PENDING_AGE,
+    metrics.DEAD,
+    operations.purge_delivered,
+    "purged delivered outbox rows",
+)
+# At start as well, as when the push sender ran them itself.
+PUSH = Queue(
+    operations.push_gauges,
+    metrics.PUSH_BACKLOG,
+    metrics.PUSH_OLDEST_PENDING_AGE,
+    metrics.PUSH_DEAD,
+    operations.purge_sent_pushes,
+    "purged sent push deliveries",
+    at_start=True,
+)
+
+
+async def refresh_gauges(
+    pool: AsyncConnectionPool[AsyncConnection[Any]], queue: Queue = OUTBOX
 ) -> None:
     async with pool.connection() as conn:
-        deleted = await operations.purge_delivered(
+        gauges = await queue.read_gauges(conn)
+    queue.backlog.set(gauges["pending"])
+    queue.oldest_pending_age.set(gauges["oldest_pending_seconds"])
+    queue.dead.set(gauges["dead"])
+
+
+async def purge_finished(
+    pool: AsyncConnectionPool[AsyncConnection[Any]],
+    settings: DispatcherSettings,
+    queue: Queue = OUTBOX,
+) -> None:
+    """Retention: delete the queue's finished rows older than ``DISPATCHER_RETENTION_DAYS``."""
+    async with pool.connection() as conn:
+        deleted = await queue.purge(
             conn,
             older_than=timedelta(days=settings.retention_days),
             batch_size=settings.purge_batch_size,
         )
     if deleted:
-        logger.info("purged delivered outbox rows", extra={"rows": deleted})
+        logger.info(queue.purged_message, extra={"rows": deleted})
 
 
 async def generate_recurring_tasks(app_settings: Settings, settings: DispatcherSettings) -> None:
@@ -71,25 +124,34 @@ def create_scheduler(
     pool: AsyncConnectionPool[AsyncConnection[Any]],
     settings: DispatcherSettings,
     app_settings: Settings,
+    *,
+    push: bool = False,
 ) -> AsyncIOScheduler:
-    """The dispatcher's periodic jobs; each runs alone (no overlap) and skips missed runs."""
+    """The dispatcher's periodic jobs; each runs alone (no overlap) and skips missed runs.
+
+    ``push``: the push sender runs, so the push queue's gauges and retention run too.
+    """
     scheduler = AsyncIOScheduler()
-    scheduler.add_job(
-        refresh_gauges,
-        "interval",
-        args=[pool],
-        seconds=settings.gauge_interval_seconds,
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        purge_delivered,
-        "interval",
-        args=[pool, settings],
-        seconds=settings.purge_interval_seconds,
-        max_instances=1,
-        coalesce=True,
-    )
+    for queue in (OUTBOX, PUSH) if push else (OUTBOX,):
+        start = {"next_run_time": datetime.now(UTC)} if queue.at_start else {}
+        scheduler.add_job(
+            refresh_gauges,
+            "interval",
+            args=[pool, queue],
+            seconds=settings.gauge_interval_seconds,
+            max_instances=1,
+            coalesce=True,
+            **start,
+        )
+        scheduler.add_job(
+            purge_finished,
+            "interval",
+            args=[pool, settings, queue],
+            seconds=settings.purge_interval_seconds,
+            max_instances=1,
+            coalesce=True,
+            **start,
+        )
     scheduler.add_job(
         generate_recurring_tasks,
         "interval",

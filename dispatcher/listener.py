@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import Gauge
+
 from app.notifications import listen
-from dispatcher import metrics
 
 
 async def wake_on_notify(
-    conninfo: str, channel: str, wake: asyncio.Event, *, keepalive_seconds: float
+    conninfo: str,
+    channel: str,
+    wake: asyncio.Event,
+    *,
+    keepalive_seconds: float,
+    up: Gauge | None = None,
 ) -> None:
-    """Set ``wake`` on every notification, and after every (re)connect so the loop rescans."""
+    """Set ``wake`` on every notification, and after every (re)connect so the loop rescans.
+
+    Wakes the outbox's drain loop and the push sender; ``up`` (when given) shows whether the
+    LISTEN connection is in place.
+    """
 
     def connected() -> None:
-        metrics.LISTENER_UP.set(1)
+        if up is not None:
+            up.set(1)
         wake.set()  # LISTEN is in place: scan for whatever was committed while it was not
 
     def disconnected() -> None:
-        metrics.LISTENER_UP.set(0)
+        if up is not None:
+            up.set(0)
 
     async for _ in listen(
         conninfo,

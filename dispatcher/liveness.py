@@ -15,13 +15,13 @@ import asyncio
 import logging
 import os
 import socket
-import uuid
 from typing import Any
 
 import psycopg
 
 from app.notifications import with_application_name
-from dispatcher import queries
+from app.outbox import queries
+from dispatcher.claims import process_owner
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ def drain_session_name(pid: int | None = None) -> str:
     return f"dispatcher:{os.getpid() if pid is None else pid}"
 
 
-def new_owner() -> str:
-    """A claim owner unique to this process and liveness session."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
 class Liveness:
     """Keeps this process's liveness lock and heartbeat, and expires dead owners' leases."""
 
@@ -47,7 +42,8 @@ class Liveness:
         self.conninfo = conninfo
         self.interval_seconds = interval_seconds
         self.stalled_transaction_seconds = stalled_transaction_seconds
-        self.owner = new_owner()
+        # A claim owner unique to this process and liveness session.
+        self.owner = process_owner()
 
     async def run(self) -> None:
         """Forever: (re)connect, take the lock, then beat; a lost session means a new owner."""
@@ -57,7 +53,7 @@ class Liveness:
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 logger.warning("liveness session lost", extra={"error": str(exc)})
             # Leases taken under the old owner must become reclaimable.
-            self.owner = new_owner()
+            self.owner = process_owner()
             await asyncio.sleep(self.interval_seconds)
 
     async def _cut_stalled_transactions(self, conn: psycopg.AsyncConnection[Any]) -> None:

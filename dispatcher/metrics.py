@@ -22,7 +22,7 @@ BATCH_SIZE = Histogram(
 )
 LISTENER_UP = Gauge("outbox_listener_up", "1 while the LISTEN connection is up.")
 
-# Web Push (dispatcher.push_sender).
+# Web Push (dispatcher.push_queue, dispatcher.push_sender, dispatcher.jobs).
 PUSH_BACKLOG = Gauge("push_backlog", "Pending push deliveries.")
 PUSH_DEAD = Gauge("push_dead", "Push deliveries that exhausted their attempts.")
 PUSH_OLDEST_PENDING_AGE = Gauge(

@@ -4,49 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from dispatcher import queries
+from app.outbox import queries
+from app.push import queries as push_queries
 from dispatcher.liveness import LIVENESS_LOCK_CLASS
 
 Status = Literal["pending", "delivered", "dead"]
-
-
-class _Selection(Protocol):
-    """What the outbox and push filters have in common."""
-
-    @property
-    def status(self) -> str | None: ...
-    @property
-    def type(self) -> str | None: ...
-    @property
-    def older_than(self) -> timedelta | None: ...
-    @property
-    def newer_than(self) -> timedelta | None: ...
-
-
-def _common_clauses(
-    selection: _Selection, *, status_column: str, type_column: str, created_column: str
-) -> tuple[list[str], dict[str, Any]]:
-    """WHERE clauses (fixed text; values bound) for status, type and age."""
-    clauses = ["TRUE"]
-    params: dict[str, Any] = {}
-    if selection.status is not None:
-        clauses.append(f"{status_column} = %(status)s")
-        params["status"] = selection.status
-    if selection.type is not None:
-        clauses.append(f"{type_column} = %(type)s")
-        params["type"] = selection.type
-    if selection.older_than is not None:
-        clauses.append(f"{created_column} < now() - %(older_than)s")
-        params["older_than"] = selection.older_than
-    if selection.newer_than is not None:
-        clauses.append(f"{created_column} >= now() - %(newer_than)s")
-        params["newer_than"] = selection.newer_than
-    return clauses, params
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,50 +26,19 @@ class EventFilter:
     newer_than: timedelta | None = None
     recipient: str | None = None
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        clauses, params = _common_clauses(
-            self, status_column="e.status", type_column="e.type", created_column="e.created_at"
-        )
-        if self.recipient is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM outbox_recipients r"
-                " WHERE r.event_id = e.id AND r.stream = %(recipient)s)"
-            )
-            params["recipient"] = self.recipient
-        return " AND ".join(clauses), params
+    def where(self) -> tuple[sql.Composed, dict[str, object]]:
+        return queries.filter_where(queries.EVENT_FILTERS, self)
 
 
 async def stats(conn: AsyncConnection[Any]) -> dict[str, Any]:
     """Backlog, oldest pending age, dead count, and counts per type and status."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """
-            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-                   count(*) FILTER (WHERE status = 'dead') AS dead,
-                   count(*) FILTER (WHERE status = 'delivered') AS delivered,
-                   coalesce(extract(epoch FROM now() - min(created_at)
-                       FILTER (WHERE status = 'pending')), 0)::float8 AS oldest_pending_seconds
-            FROM outbox_events
-            """
-        )
+        await cur.execute(queries.STATS)
         totals = await cur.fetchone()
-        await cur.execute(
-            """
-            SELECT type, status, count(*) AS count FROM outbox_events
-            GROUP BY type, status ORDER BY type, status
-            """
-        )
+        await cur.execute(queries.STATS_PER_TYPE)
         per_type = await cur.fetchall()
     assert totals is not None
     return {**totals, "per_type": per_type}
-
-
-LIST_COLUMNS = """
-    e.id, e.type, e.version, e.status, e.attempts, e.created_at, e.next_attempt_at,
-    e.delivered_at, e.last_error, e.family_id,
-    (SELECT coalesce(jsonb_agg(jsonb_build_array(r.stream, r.seq) ORDER BY r.stream), '[]')
-     FROM outbox_recipients r WHERE r.event_id = e.id) AS recipients
-"""
 
 
 async def list_events(
@@ -111,46 +47,22 @@ async def list_events(
     """The newest rows matching ``selection``."""
     where, params = selection.where()
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {LIST_COLUMNS} FROM outbox_events e WHERE {where}"
-            " ORDER BY e.id DESC LIMIT %(limit)s",
-            {**params, "limit": limit},
-        )
+        await cur.execute(queries.list_events(where), {**params, "limit": limit})
         return await cur.fetchall()
 
 
 async def get_event(conn: AsyncConnection[Any], event_id: int) -> dict[str, Any] | None:
     """One row with its payload, claim and error history."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {LIST_COLUMNS}, e.payload, e.errors, e.claimed_by, e.lease_expires_at"
-            " FROM outbox_events e WHERE e.id = %(id)s",
-            {"id": event_id},
-        )
+        await cur.execute(queries.GET_EVENT, {"id": event_id})
         return await cur.fetchone()
 
 
 async def events_by_id(conn: AsyncConnection[Any], event_ids: list[int]) -> list[dict[str, Any]]:
     """The listed rows that exist, in id order."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {LIST_COLUMNS} FROM outbox_events e WHERE e.id = ANY(%(ids)s) ORDER BY e.id",
-            {"ids": event_ids},
-        )
+        await cur.execute(queries.EVENTS_BY_ID, {"ids": event_ids})
         return await cur.fetchall()
-
-
-# A pending row under a live lease is being sent right now: clearing its claim would only
-# fence out the dispatcher holding it and send the event twice, so replay leaves it alone.
-REPLAY = """
-UPDATE outbox_events AS e
-SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL,
-    failing_since = NULL, claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
-WHERE e.id = ANY(%(ids)s)
-  AND NOT (e.status = 'pending' AND e.lease_expires_at IS NOT NULL AND e.lease_expires_at > now())
-  AND {where}
-RETURNING e.id
-"""
 
 
 async def replay(
@@ -165,10 +77,11 @@ async def replay(
     # delivered meanwhile, say) no longer match and are left alone.
     where, params = (selection or EventFilter()).where()
     async with conn.cursor() as cur:
-        await cur.execute(REPLAY.format(where=where), {**params, "ids": event_ids})
+        # A row being sent right now (a live lease) is left alone.
+        await cur.execute(queries.replay(where), {**params, "ids": event_ids})
         replayed = [row[0] for row in await cur.fetchall()]
         if replayed:
-            await cur.execute("SELECT pg_notify(%s, '')", (notify_channel,))
+            await cur.execute(queries.NOTIFY, {"channel": notify_channel})
     return sorted(replayed)
 
 
@@ -178,22 +91,8 @@ async def matching_ids(
     """Ids of rows matching ``selection``, oldest first (all of them when ``limit`` is None)."""
     where, params = selection.where()
     async with conn.cursor() as cur:
-        await cur.execute(
-            f"SELECT e.id FROM outbox_events e WHERE {where} ORDER BY e.id LIMIT %(limit)s",
-            {**params, "limit": limit},
-        )
+        await cur.execute(queries.matching_ids(where), {**params, "limit": limit})
         return [row[0] for row in await cur.fetchall()]
-
-
-PURGE_BATCH = """
-DELETE FROM outbox_events
-WHERE id IN (
-    SELECT id FROM outbox_events
-    WHERE status = 'delivered' AND delivered_at < %(cutoff)s
-    ORDER BY id LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-)
-"""
 
 
 async def purge_delivered(
@@ -202,37 +101,34 @@ async def purge_delivered(
     """Delete delivered rows older than the window, one short transaction per batch."""
     total = 0
     async with conn.cursor() as cur:
-        await cur.execute("SELECT now() - %(window)s", {"window": older_than})
+        await cur.execute(queries.PURGE_CUTOFF, {"window": older_than})
         row = await cur.fetchone()
         assert row is not None
         cutoff: datetime = row[0]
         while True:
             async with conn.transaction():
-                await cur.execute(PURGE_BATCH, {"cutoff": cutoff, "batch": batch_size})
+                await cur.execute(queries.PURGE_DELIVERED, {"cutoff": cutoff, "batch": batch_size})
                 deleted = cur.rowcount
             total += deleted
             if deleted < batch_size:
                 return total
 
 
-async def backlog_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
-    """The cheap numbers for metrics: served by indexes, never a scan of delivered rows."""
+async def _one_row(conn: AsyncConnection[Any], query: str) -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """
-            SELECT (SELECT count(*) FROM outbox_events WHERE status = 'pending') AS pending,
-                   (SELECT count(*) FROM outbox_events WHERE status = 'dead') AS dead,
-                   coalesce(extract(epoch FROM now() - (SELECT min(created_at)
-                       FROM outbox_events WHERE status = 'pending')), 0)::float8
-                       AS oldest_pending_seconds
-            """
-        )
+        await cur.execute(query)
         row = await cur.fetchone()
     assert row is not None
     return row
 
 
-# Web Push deliveries (dispatcher.push_sender): the same views over the push queue.
+async def backlog_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """The cheap numbers for metrics: served by indexes, never a scan of delivered rows."""
+    return await _one_row(conn, queries.BACKLOG_GAUGES)
+
+
+# Web Push deliveries (dispatcher.push_sender): the same views over the push queue, and its
+# housekeeping.
 
 PushStatus = Literal["pending", "sent", "dead"]
 
@@ -247,40 +143,16 @@ class PushFilter:
     newer_than: timedelta | None = None
     recipient: str | None = None
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        clauses, params = _common_clauses(
-            self,
-            status_column="d.status",
-            type_column="d.event_type",
-            created_column="d.created_at",
-        )
-        if self.recipient is not None:
-            clauses.append("'user:' || s.user_id::text = %(recipient)s")
-            params["recipient"] = self.recipient
-        return " AND ".join(clauses), params
+    def where(self) -> tuple[sql.Composed, dict[str, object]]:
+        return queries.filter_where(push_queries.PUSH_FILTERS, self)
 
 
 async def push_stats(conn: AsyncConnection[Any]) -> dict[str, Any]:
     """The push queue's backlog, oldest pending age, dead and sent counts, per type and status."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """
-            SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-                   count(*) FILTER (WHERE status = 'dead') AS dead,
-                   count(*) FILTER (WHERE status = 'sent') AS sent,
-                   coalesce(extract(epoch FROM now() - min(created_at)
-                       FILTER (WHERE status = 'pending')), 0)::float8 AS oldest_pending_seconds,
-                   (SELECT count(*) FROM push_subscriptions) AS subscriptions
-            FROM push_deliveries
-            """
-        )
+        await cur.execute(push_queries.STATS)
         totals = await cur.fetchone()
-        await cur.execute(
-            """
-            SELECT event_type AS type, status, count(*) AS count FROM push_deliveries
-            GROUP BY event_type, status ORDER BY event_type, status
-            """
-        )
+        await cur.execute(push_queries.STATS_PER_TYPE)
         per_type = await cur.fetchall()
     assert totals is not None
     return {**totals, "per_type": per_type}
@@ -292,42 +164,28 @@ async def list_push_deliveries(
     """The newest push deliveries matching ``selection``, with their push service's host."""
     where, params = selection.where()
     async with conn.cursor(row_factory=dict_row) as cur:
-        # The endpoint is a capability URL: show only its push service.
-        await cur.execute(
-            f"""
-            SELECT d.id, d.event_id, d.event_type AS type, d.status, d.attempts, d.created_at,
-                   d.next_attempt_at, d.sent_at, d.last_error, d.urgency, d.ttl_seconds,
-                   d.topic, s.user_id, split_part(s.endpoint, '/', 3) AS push_service
-            FROM push_deliveries d JOIN push_subscriptions s ON s.id = d.subscription_id
-            WHERE {where} ORDER BY d.id DESC LIMIT %(limit)s
-            """,
-            {**params, "limit": limit},
-        )
+        # The endpoint is a capability URL: only its push service is shown.
+        await cur.execute(push_queries.list_deliveries(where), {**params, "limit": limit})
         return await cur.fetchall()
 
 
-# Dispatcher liveness (dispatcher.liveness): live owners are those the liveness job counts.
+async def push_gauges(conn: AsyncConnection[Any]) -> dict[str, Any]:
+    """The push queue's numbers for metrics, as ``backlog_gauges`` for the outbox."""
+    return await _one_row(conn, push_queries.GAUGES)
 
-WORKERS = f"""
-WITH live AS ({queries.LIVE_OWNER_KEYS}),
-leases AS (
-    SELECT claimed_by, count(*) AS leased_rows, min(lease_expires_at) AS earliest_lease_expires_at
-    FROM outbox_events
-    WHERE status = 'pending' AND lease_expires_at > now() AND claimed_by IS NOT NULL
-    GROUP BY claimed_by
-)
-SELECT w.owner, w.host, w.pid, w.started_at, w.heartbeat_at,
-       greatest(extract(epoch FROM clock_timestamp() - w.heartbeat_at), 0)::float8
-           AS heartbeat_age_seconds,
-       hashtext(w.owner)::oid IN (SELECT objid FROM live) AS live,
-       coalesce(l.leased_rows, 0) AS leased_rows,
-       l.earliest_lease_expires_at,
-       extract(epoch FROM l.earliest_lease_expires_at - now())::float8
-           AS earliest_lease_expires_in_seconds
-FROM outbox_workers AS w
-LEFT JOIN leases AS l ON l.claimed_by = w.owner
-ORDER BY w.started_at, w.owner
-"""
+
+async def purge_sent_pushes(
+    conn: AsyncConnection[Any], *, older_than: timedelta, batch_size: int
+) -> int:
+    """Delete sent push deliveries older than the window, one batch per statement."""
+    total = 0
+    params = {"seconds": older_than.total_seconds(), "batch": batch_size}
+    async with conn.cursor() as cur:
+        while True:
+            await cur.execute(push_queries.PURGE_SENT, params)
+            total += cur.rowcount
+            if cur.rowcount < batch_size:
+                return total
 
 
 async def workers(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
@@ -337,36 +195,12 @@ async def workers(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
     dispatchers' liveness job deletes such rows within about a second.
     """
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(WORKERS, {"lock_class": LIVENESS_LOCK_CLASS})
+        await cur.execute(queries.WORKERS, {"lock_class": LIVENESS_LOCK_CLASS})
         return await cur.fetchall()
-
-
-# Pending rows that are stuck, and why: a lease that ran out (its dispatcher stalled or died and
-# nobody has claimed the row again), a claim by an owner that is not live (its lease is expired
-# within about a second while any dispatcher runs), or a failing event (retrying, and holding
-# its streams back for a while after its first failure).
-STALE = f"""
-WITH live AS ({queries.LIVE_OWNER_KEYS}),
-checked AS (
-    SELECT e.id, e.type, e.attempts, e.claimed_by, e.lease_expires_at,
-           extract(epoch FROM e.lease_expires_at - now())::float8 AS lease_expires_in_seconds,
-           e.failing_since, e.next_attempt_at, e.last_error, e.created_at,
-           array_remove(ARRAY[
-               CASE WHEN e.lease_expires_at < now() THEN 'lease_expired' END,
-               CASE WHEN e.claimed_by IS NOT NULL
-                         AND hashtext(e.claimed_by)::oid NOT IN (SELECT objid FROM live)
-                    THEN 'owner_not_live' END,
-               CASE WHEN e.failing_since IS NOT NULL THEN 'failing' END
-           ], NULL) AS reasons
-    FROM outbox_events AS e
-    WHERE e.status = 'pending'
-)
-SELECT * FROM checked WHERE cardinality(reasons) > 0 ORDER BY id LIMIT %(limit)s
-"""
 
 
 async def stale_events(conn: AsyncConnection[Any], *, limit: int = 50) -> list[dict[str, Any]]:
     """Stuck pending rows, oldest first, each with its ``reasons``."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(STALE, {"lock_class": LIVENESS_LOCK_CLASS, "limit": limit})
+        await cur.execute(queries.STALE, {"lock_class": LIVENESS_LOCK_CLASS, "limit": limit})
         return await cur.fetchall()

@@ -1,10 +1,11 @@
-"""Web Push: queue the pushes of finished events, and send them from a loop of their own.
+"""Web Push: the sender, which drains the push queue from a loop of its own.
 
 The queue (``push_deliveries``) is filled by the drain loop in the very transaction that marks
-the events delivered (``enqueue_pushes``), so a push is queued exactly when its event reaches
-the Socket.IO tier. The push sender drains it apart from socket delivery, with its own
-connection pool, LISTEN connection and HTTP session: a slow or failing push service never
-delays a socket emit, and a push retry never re-emits to a socket.
+the events delivered (``dispatcher.push_queue``). The push sender drains it apart from socket
+delivery, with its own connection pool, LISTEN connection and HTTP session: a slow or failing
+push service never delays a socket emit, and a push retry never re-emits to a socket. Its SQL
+is ``app.push.queries``; the queue's housekeeping (gauges, purge of sent rows) runs on the
+dispatcher's scheduled jobs (``dispatcher.jobs``).
 
 Claims are fenced leases, as for the outbox: ``FOR UPDATE SKIP LOCKED``, an owner unique to the
 process start, a token per claim. A claimed row's ``next_attempt_at`` is pushed to its lease
@@ -24,189 +25,30 @@ import contextlib
 import email.utils
 import logging
 import random
-import re
-import socket
 import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pywebpush import WebPusher
 
-from app.notifications import listen
-from app.outbox.envelope import OutboxEventRow
+from app.push import queries
 from app.push.endpoints import EndpointNotAllowed, check_endpoint
-from app.push.notifications import delivery_specs, encoded, without_body
+from app.push.notifications import encoded, without_body
 from app.push.vapid import VapidSigner
-from app.realtime.rooms import chat_room, user_room
 from app.settings import Settings
 from dispatcher import metrics
+from dispatcher.claims import process_owner, retry_delay
+from dispatcher.listener import wake_on_notify
 from dispatcher.settings import DispatcherSettings
 
 logger = logging.getLogger(__name__)
-
-UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-USER_PREFIX = user_room("")
-CHAT_PREFIX = chat_room("")
-
-# One push per subscription of each recipient with no visible app open. Recipients are the
-# users of ``user:<id>`` streams and the members of ``chat:<id>`` rooms (the chat's members at
-# delivery time), minus the event's own ``skip_users`` (its actor). The presence check is
-# ``app.realtime.presence.users_with_visible_app`` in SQL: a visible socket on a live node.
-# The CASEs make sure only well-formed stream names are ever cast. Wakes the push sender with
-# one NOTIFY, only when something was queued.
-ENQUEUE = f"""
-WITH spec AS (
-    SELECT * FROM jsonb_to_recordset(%(specs)s) AS s(
-        event_id bigint, event_type text, payload jsonb, topic text, ttl_seconds integer,
-        urgency text, skip_users jsonb, only_users jsonb)
-),
-stream AS (
-    SELECT r.event_id,
-        CAST(CASE WHEN r.stream ~ %(user_pattern)s
-             THEN substr(r.stream, {len(USER_PREFIX) + 1}) END AS uuid) AS user_id,
-        CAST(CASE WHEN r.stream ~ %(chat_pattern)s
-             THEN substr(r.stream, {len(CHAT_PREFIX) + 1}) END AS uuid) AS chat_id
-    FROM outbox_recipients AS r
-    WHERE r.event_id IN (SELECT event_id FROM spec)
-),
-recipient AS (
-    SELECT event_id, user_id FROM stream WHERE user_id IS NOT NULL
-    UNION
-    SELECT s.event_id, m.user_id FROM stream AS s JOIN chat_members AS m ON m.chat_id = s.chat_id
-),
-inserted AS (
-    INSERT INTO push_deliveries
-        (subscription_id, event_id, event_type, payload, topic, ttl_seconds, urgency)
-    SELECT sub.id, spec.event_id, spec.event_type, spec.payload, spec.topic, spec.ttl_seconds,
-        spec.urgency
-    FROM recipient AS rc
-    JOIN spec ON spec.event_id = rc.event_id
-    JOIN push_subscriptions AS sub ON sub.user_id = rc.user_id
-    WHERE NOT (spec.skip_users ? CAST(rc.user_id AS text))
-      AND (spec.only_users IS NULL OR spec.only_users ? CAST(rc.user_id AS text))
-      AND (sub.expires_at IS NULL OR sub.expires_at > now())
-      AND NOT EXISTS (
-          SELECT 1 FROM presence_sockets AS ps
-          JOIN realtime_nodes AS n ON n.node_id = ps.node_id
-          WHERE ps.user_id = rc.user_id AND ps.visible AND n.expires_at > clock_timestamp())
-    ORDER BY spec.event_id, sub.id
-    ON CONFLICT (subscription_id, event_id) DO NOTHING
-    RETURNING event_type
-)
-SELECT event_type, count(*), (SELECT count(pg_notify(%(channel)s, '')))
-FROM inserted GROUP BY event_type
-"""
-
-CLAIM = """
-WITH claimable AS (
-    SELECT id FROM push_deliveries
-    WHERE status = 'pending' AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE push_deliveries AS d
-SET claimed_by = %(owner)s,
-    claim_token = %(token)s,
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-    next_attempt_at = now() + make_interval(secs => %(lease_seconds)s),
-    attempts = d.attempts + 1
-FROM claimable, push_subscriptions AS s
-WHERE d.id = claimable.id AND s.id = d.subscription_id
-RETURNING d.id, d.event_id, d.event_type, d.payload, d.topic, d.ttl_seconds, d.urgency,
-    d.attempts, d.created_at, s.id, s.endpoint, s.p256dh, s.auth
-"""
-
-# Only the claim's holder may finish a row (a sender that lost its lease cannot).
-MARK_SENT = """
-UPDATE push_deliveries
-SET status = 'sent', sent_at = clock_timestamp(),
-    claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND claim_token = %(token)s
-RETURNING id
-"""
-
-MARK_FAILED = """
-UPDATE push_deliveries
-SET status = CASE WHEN %(dead)s OR attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' END,
-    next_attempt_at = clock_timestamp() + make_interval(secs => %(delay)s),
-    last_error = %(error)s,
-    claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND claim_token = %(token)s
-RETURNING status, attempts
-"""
-
-# 404/410: the browser dropped the subscription. Its queued pushes go with it (cascade).
-DROP_SUBSCRIPTION = "DELETE FROM push_subscriptions WHERE id = %(subscription_id)s"
-
-# A push not sent because its push service is paused (a 429): back in the queue for the end of
-# the pause, the attempt not counted. Also for the push that got the 429.
-DEFER = """
-UPDATE push_deliveries
-SET next_attempt_at = clock_timestamp() + make_interval(secs => %(delay)s),
-    attempts = greatest(attempts - 1, 0),
-    last_error = %(error)s,
-    claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND claim_token = %(token)s AND status = 'pending'
-RETURNING id
-"""
-
-# On shutdown: hand unfinished claims back at once, without counting the attempt.
-RELEASE = """
-UPDATE push_deliveries AS d
-SET claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL,
-    next_attempt_at = clock_timestamp(), attempts = greatest(d.attempts - 1, 0)
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r(id, token)
-WHERE d.id = r.id AND d.claim_token = r.token AND d.status = 'pending'
-"""
-
-PURGE_SENT = """
-DELETE FROM push_deliveries
-WHERE id IN (
-    SELECT id FROM push_deliveries
-    WHERE status = 'sent' AND sent_at < now() - make_interval(secs => %(seconds)s)
-    ORDER BY id LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-)
-"""
-
-GAUGES = """
-SELECT (SELECT count(*) FROM push_deliveries WHERE status = 'pending') AS pending,
-       (SELECT count(*) FROM push_deliveries WHERE status = 'dead') AS dead,
-       coalesce(extract(epoch FROM now() - (SELECT min(created_at)
-           FROM push_deliveries WHERE status = 'pending')), 0)::float8 AS oldest_pending_seconds
-"""
-
-
-async def enqueue_pushes(
-    conn: AsyncConnection[Any], events: Sequence[OutboxEventRow], *, channel: str
-) -> int:
-    """Queue the pushes of ``events`` in the caller's transaction; return how many."""
-    specs = delivery_specs(events)
-    if not specs:
-        return 0
-    cur = await conn.execute(
-        ENQUEUE,
-        {
-            "specs": Jsonb(specs),
-            "user_pattern": f"^{re.escape(USER_PREFIX)}{UUID_PATTERN}$",
-            "chat_pattern": f"^{re.escape(CHAT_PREFIX)}{UUID_PATTERN}$",
-            "channel": channel,
-        },
-    )
-    total = 0
-    for event_type, count, _ in await cur.fetchall():
-        metrics.PUSH_ENQUEUED.labels(event_type).inc(count)
-        total += count
-    return total
 
 
 class _NoRedirects:
@@ -263,14 +105,6 @@ def origin_of(endpoint: str) -> str:
     return f"{url.scheme}://{host}:{url.port or 443}"
 
 
-def push_retry_delay(attempt: int, settings: DispatcherSettings) -> float:
-    """Exponential backoff with jitter, so failing pushes do not retry in lockstep."""
-    ceiling = min(
-        settings.push_retry_max_seconds, settings.push_retry_base_seconds * 2 ** (attempt - 1)
-    )
-    return random.uniform(ceiling / 2, ceiling)
-
-
 @dataclass(frozen=True, slots=True)
 class ClaimedPush:
     """A claimed push delivery with its subscription."""
@@ -322,7 +156,7 @@ class PushSender:
         self.settings = settings
         self.signer = signer
         self.allowlist = allowlist
-        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}:push"
+        self.owner = process_owner("push")
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.timeout = aiohttp.ClientTimeout(total=settings.push_timeout_seconds)
@@ -375,18 +209,22 @@ class PushSender:
             aiohttp.ClientSession(connector=connector, timeout=self.timeout) as http,
         ):
             self._pool, self._http = pool, http
-            listener = asyncio.create_task(self._listen())
-            housekeeping = asyncio.create_task(self._housekeeping())
+            listener = asyncio.create_task(
+                wake_on_notify(
+                    self.database_url,
+                    self.settings.push_channel,
+                    self.wake,
+                    keepalive_seconds=self.settings.listener_keepalive_seconds,
+                )
+            )
             logger.info("push sender started", extra={"owner": self.owner})
             try:
                 await self._loop()
             finally:
                 listener.cancel()
-                housekeeping.cancel()
                 await self._drain()
-                for task in (listener, housekeeping):
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
         logger.info("push sender stopped", extra={"owner": self.owner})
 
     async def _loop(self) -> None:
@@ -407,24 +245,12 @@ class PushSender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval_seconds)
 
-    async def _listen(self) -> None:
-        def connected() -> None:
-            self.wake.set()  # LISTEN is in place: scan for what was queued meanwhile
-
-        async for _ in listen(
-            self.database_url,
-            self.settings.push_channel,
-            keepalive_seconds=self.settings.listener_keepalive_seconds,
-            on_connect=connected,
-        ):
-            self.wake.set()
-
     async def _claim_and_start(self, limit: int) -> int:
         assert self._pool is not None
         token = uuid.uuid4()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                CLAIM,
+                queries.CLAIM,
                 {
                     "limit": limit,
                     "owner": self.owner,
@@ -564,7 +390,7 @@ class PushSender:
         }
         async with self._pool.connection() as conn:
             if outcome.kind == "sent":
-                cur = await conn.execute(MARK_SENT, {"id": item.id, "token": item.token})
+                cur = await conn.execute(queries.MARK_SENT, {"id": item.id, "token": item.token})
                 if cur.rowcount:
                     metrics.PUSH_SENT.labels(item.event_type).inc()
                     latency = (datetime.now(UTC) - item.created_at).total_seconds()
@@ -574,18 +400,22 @@ class PushSender:
                     logger.warning("push sent after its lease was lost", extra=fields)
                 return
             if outcome.kind == "gone":
-                await conn.execute(DROP_SUBSCRIPTION, {"subscription_id": item.subscription_id})
+                await conn.execute(
+                    queries.DROP_SUBSCRIPTION, {"subscription_id": item.subscription_id}
+                )
                 metrics.PUSH_SUBSCRIPTIONS_GONE.inc()
                 logger.info("push subscription gone; removed", extra=fields)
                 return
             if outcome.kind == "paused":
                 await self._defer(conn, item, outcome, fields)
                 return
-            delay = min(
-                push_retry_delay(item.attempts, self.settings), self.settings.push_retry_max_seconds
+            delay = retry_delay(
+                item.attempts,
+                base_seconds=self.settings.push_retry_base_seconds,
+                max_seconds=self.settings.push_retry_max_seconds,
             )
             cur = await conn.execute(
-                MARK_FAILED,
+                queries.MARK_FAILED,
                 {
                     "id": item.id,
                     "token": item.token,
@@ -619,7 +449,8 @@ class PushSender:
         # for it do not all fall due at one instant.
         delay = pause + random.uniform(0, min(1.0, pause / 10))
         cur = await conn.execute(
-            DEFER, {"id": item.id, "token": item.token, "delay": delay, "error": outcome.detail}
+            queries.DEFER,
+            {"id": item.id, "token": item.token, "delay": delay, "error": outcome.detail},
         )
         if outcome.status is not None:
             metrics.PUSH_FAILED.labels(item.event_type, str(outcome.status)).inc()
@@ -642,45 +473,10 @@ class PushSender:
         if unfinished and self._pool is not None:
             async with self._pool.connection() as conn:
                 await conn.execute(
-                    RELEASE,
+                    queries.RELEASE,
                     {
                         "ids": [i.id for i in unfinished],
                         "tokens": [i.token for i in unfinished],
                     },
                 )
             logger.info("released unfinished pushes", extra={"rows": len(unfinished)})
-
-    async def _housekeeping(self) -> None:
-        """Gauges of the push queue, and the purge of sent rows past the retention window."""
-        loop = asyncio.get_running_loop()
-        next_purge = loop.time()
-        while True:
-            try:
-                assert self._pool is not None
-                async with self._pool.connection() as conn:
-                    cur = await conn.execute(GAUGES)
-                    pending, dead, oldest = await cur.fetchone() or (0, 0, 0.0)
-                    metrics.PUSH_BACKLOG.set(pending)
-                    metrics.PUSH_DEAD.set(dead)
-                    metrics.PUSH_OLDEST_PENDING_AGE.set(oldest)
-                    if loop.time() >= next_purge:
-                        next_purge = loop.time() + self.settings.purge_interval_seconds
-                        await self._purge(conn)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("push housekeeping failed", exc_info=True)
-            await asyncio.sleep(self.settings.gauge_interval_seconds)
-
-    async def _purge(self, conn: AsyncConnection[Any]) -> None:
-        window = timedelta(days=self.settings.retention_days).total_seconds()
-        total = 0
-        while True:
-            cur = await conn.execute(
-                PURGE_SENT, {"seconds": window, "batch": self.settings.purge_batch_size}
-            )
-            total += cur.rowcount
-            if cur.rowcount < self.settings.purge_batch_size:
-                break
-        if total:
-            logger.info("purged sent push deliveries", extra={"rows": total})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,10 +15,12 @@ import socketio
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from app.outbox import queries
 from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import payload_model
 from app.realtime.pg_manager import PostgresManager
-from dispatcher import metrics, push_sender, queries
+from dispatcher import metrics, push_queue
+from dispatcher.claims import retry_delay
 from dispatcher.liveness import Liveness
 from dispatcher.settings import DispatcherSettings
 
@@ -56,12 +57,6 @@ def held_back(
             for stream, seq in event.recipients:
                 limit[stream] = min(limit.get(stream, seq), seq)
     return waiting
-
-
-def retry_delay(attempt: int, settings: DispatcherSettings) -> float:
-    """Exponential backoff with full jitter, so failing rows do not retry in lockstep."""
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
 
 
 class Worker:
@@ -229,7 +224,7 @@ class Worker:
             if self.push_channel is not None and finished:
                 # Web Push is queued with the handoff, all or nothing; the push sender sends
                 # it apart, so a slow push service never holds up this loop.
-                await push_sender.enqueue_pushes(
+                await push_queue.enqueue_pushes(
                     conn, [by_id[event_id] for event_id in finished], channel=self.push_channel
                 )
         now = datetime.now(UTC)
@@ -269,7 +264,14 @@ class Worker:
     ) -> None:
         params = {
             "ids": [e.id for e in events],
-            "delays": [retry_delay(e.attempts, self.settings) for e in events],
+            "delays": [
+                retry_delay(
+                    e.attempts,
+                    base_seconds=self.settings.retry_base_seconds,
+                    max_seconds=self.settings.retry_max_seconds,
+                )
+                for e in events
+            ],
             "errors": [errors[e.id] for e in events],
             "max_attempts": self.settings.max_attempts,
             "token": token,

@@ -14,31 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.outbox import queries
 from app.outbox.envelope import OutboxEventRow
-
-# One statement, so the head and the rows come from one snapshot: every seq up to the head
-# committed with its row, and a missing row can only mean the row was deleted.
-_CATCH_UP = text(
-    """
-    SELECT h.last_seq, x.seq, x.status, x.id, x.type, x.version, x.payload, x.family_id,
-           x.created_at, x.attempts
-    FROM (SELECT coalesce((SELECT last_seq FROM stream_sequences WHERE stream = :stream), 0)
-              AS last_seq) AS h
-    LEFT JOIN LATERAL (
-        SELECT r.seq, e.status, e.id, e.type, e.version,
-               CASE WHEN e.status = 'delivered' THEN e.payload END AS payload,
-               e.family_id, e.created_at, e.attempts
-        FROM outbox_recipients AS r JOIN outbox_events AS e ON e.id = r.event_id
-        WHERE r.stream = :stream AND r.seq > :after
-        ORDER BY r.seq
-        LIMIT :limit
-    ) AS x ON true
-    ORDER BY x.seq
-    """
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +45,9 @@ class CatchUp:
 
 async def events_after(session: AsyncSession, *, stream: str, after: int, limit: int) -> CatchUp:
     """Up to ``limit`` delivered events of ``stream`` with seq > ``after``, in seq order."""
-    rows = (
-        await session.execute(_CATCH_UP, {"stream": stream, "after": after, "limit": limit + 1})
-    ).all()
+    conn = await session.connection()
+    params = {"stream": stream, "after": after, "limit": limit + 1}
+    rows = (await conn.exec_driver_sql(queries.CATCH_UP, params)).all()
     head = int(rows[0][0])
     if after > head:
         return CatchUp(
@@ -109,7 +88,6 @@ async def events_after(session: AsyncSession, *, stream: str, after: int, limit:
 
 async def stream_head(session: AsyncSession, *, stream: str) -> int:
     """The last committed seq of ``stream`` (0 when it has none)."""
-    head = await session.scalar(
-        text("SELECT last_seq FROM stream_sequences WHERE stream = :stream"), {"stream": stream}
-    )
+    conn = await session.connection()
+    head = (await conn.exec_driver_sql(queries.STREAM_HEAD, {"stream": stream})).scalar()
     return int(head or 0)

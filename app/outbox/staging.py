@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from app.outbox import queries
 from app.schemas import CamelModel
 
 STAGED_EVENTS_KEY = "outbox.staged"
@@ -80,64 +81,6 @@ def notify_channel_info(channel: str | None) -> dict[str, Any]:
     return {NOTIFY_CHANNEL_KEY: channel}
 
 
-# Everything the outbox needs at commit, in one statement (one round trip, so the stream locks
-# are held for as short a time as possible):
-# - reserve each stream's numbers in stream order: the row locks serialise writers per stream
-#   (seq order == commit order), last until commit, and a fixed lock order cannot deadlock;
-# - only then draw the event ids (the InitPlan on `reserved` runs first, and output expressions
-#   are evaluated after the ORDER BY), so within every stream id order is seq order too, which
-#   the dispatcher relies on;
-# - insert the events and their recipients, and NOTIFY once with a constant payload (Postgres
-#   folds identical notifications, so the commit-time notify lock is taken once).
-_WRITE_STAGED_EVENTS = text(
-    """
-    WITH staged AS (
-        SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb))
-            AS s(ord int, type text, version smallint, payload jsonb, family_id uuid,
-                 streams text[])
-    ),
-    wanted AS (
-        SELECT stream, count(*) AS n FROM staged, unnest(staged.streams) AS stream
-        GROUP BY stream
-    ),
-    reserved AS (
-        INSERT INTO stream_sequences AS q (stream, last_seq)
-        SELECT stream, n FROM wanted ORDER BY stream
-        ON CONFLICT (stream) DO UPDATE SET last_seq = q.last_seq + excluded.last_seq
-        RETURNING stream, last_seq
-    ),
-    numbered AS (
-        SELECT ord, nextval(pg_get_serial_sequence('outbox_events', 'id')) AS id
-        FROM staged
-        WHERE (SELECT count(*) FROM reserved) > 0
-        ORDER BY ord
-    ),
-    events AS (
-        INSERT INTO outbox_events (id, type, version, payload, family_id)
-        OVERRIDING SYSTEM VALUE
-        SELECT n.id, s.type, s.version, s.payload, s.family_id
-        FROM staged AS s JOIN numbered AS n USING (ord)
-        RETURNING id
-    ),
-    recipients AS (
-        INSERT INTO outbox_recipients (event_id, stream, seq)
-        SELECT n.id, x.stream,
-               r.last_seq - w.n + row_number() OVER (PARTITION BY x.stream ORDER BY s.ord)
-        FROM staged AS s
-        JOIN numbered AS n USING (ord)
-        CROSS JOIN LATERAL unnest(s.streams) AS x(stream)
-        JOIN reserved AS r ON r.stream = x.stream
-        JOIN wanted AS w ON w.stream = x.stream
-        RETURNING event_id
-    )
-    SELECT (SELECT count(*) FROM events) AS events,
-           (SELECT count(*) FROM recipients) AS recipients,
-           CASE WHEN CAST(:channel AS text) IS NOT NULL
-                THEN pg_notify(CAST(:channel AS text), '') END AS notified
-    """
-)
-
-
 @event.listens_for(Session, "before_commit")
 def _write_staged_events(session: Session) -> None:
     staged: list[StagedEvent] = session.info.pop(STAGED_EVENTS_KEY, [])
@@ -154,8 +97,9 @@ def _write_staged_events(session: Session) -> None:
         }
         for ord_, e in enumerate(staged)
     ]
-    session.connection().execute(
-        _WRITE_STAGED_EVENTS,
+    # Everything in one statement (app.outbox.queries), in the transaction being committed.
+    session.connection().exec_driver_sql(
+        queries.WRITE_STAGED_EVENTS,
         {"events": json.dumps(events), "channel": session.info.get(NOTIFY_CHANNEL_KEY)},
     )
 

@@ -4,7 +4,7 @@ Each domain declares its push-worthy events beside their payload models, in its 
 module, with ``@push_notification(Payload, ttl=…, urgency=…)`` on a function that turns a payload
 into a ``Notification`` (or ``None``: no push for this one). Event types without a declaration
 never push. The dispatcher turns a finished event into one push delivery per subscription of
-each recipient with no visible app open (``dispatcher.push_sender``).
+each recipient with no visible app open (``dispatcher.push_queue``).
 """
 
 from __future__ import annotations

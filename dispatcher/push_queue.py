@@ -1,0 +1,42 @@
+"""Filling the Web Push queue: the drain loop's side of it.
+
+The pushes of finished events are queued in the very transaction that marks the events
+delivered, so a push is queued exactly when its event reaches the Socket.IO tier; the push
+sender (``dispatcher.push_sender``) drains the queue apart from socket delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from app.outbox.envelope import OutboxEventRow
+from app.push import queries
+from app.push.notifications import delivery_specs
+from dispatcher import metrics
+
+
+async def enqueue_pushes(
+    conn: AsyncConnection[Any], events: Sequence[OutboxEventRow], *, channel: str
+) -> int:
+    """Queue the pushes of ``events`` in the caller's transaction; return how many."""
+    specs = delivery_specs(events)
+    if not specs:
+        return 0
+    cur = await conn.execute(
+        queries.ENQUEUE,
+        {
+            "specs": Jsonb(specs),
+            "user_pattern": queries.USER_STREAM_PATTERN,
+            "chat_pattern": queries.CHAT_STREAM_PATTERN,
+            "channel": channel,
+        },
+    )
+    total = 0
+    for event_type, count, _ in await cur.fetchall():
+        metrics.PUSH_ENQUEUED.labels(event_type).inc(count)
+        total += count
+    return total
