@@ -3,8 +3,11 @@
 
     python3 dev.py [up]              run everything (embedded Postgres unless DATABASE_URL is set)
     python3 dev.py test [ARGS...]    ruff, ruff format --check, mypy, then pytest ARGS
+                                     (no ARGS: the whole suite, with its coverage floor)
 
-Both first create .venv and install the project into it when pyproject.toml has changed.
+Both first create .venv and install into it what they need, again when pyproject.toml has
+changed: running installs the project with its [embedded] extra; testing adds [dev] (pytest,
+ruff, mypy, Playwright, ...).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 VENV = REPO / ".venv"
 VENV_PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-# Holds the hash of the pyproject.toml last installed; inside .venv so a new venv reinstalls.
-STAMP = VENV / ".dev-install-stamp"
+# What each command installs (the project's extras): running needs only the app.
+EXTRAS = {"up": ("embedded",), "test": ("dev", "embedded")}
+# The whole suite (pytest with no arguments) measures coverage, and fails under its floor
+# ([tool.coverage.report] fail_under); a selection of tests would only miss it.
+COVERAGE_ARGS = ["--cov", "--cov-report=term"]
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +40,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown command {command!r}; try: python3 dev.py --help", file=sys.stderr)
         return 2
     os.chdir(REPO)
-    ensure_installed()
+    ensure_installed(EXTRAS[command])
     if command == "up":
         if args:
             print("dev.py up takes no arguments", file=sys.stderr)
@@ -44,18 +50,35 @@ def main(argv: list[str]) -> int:
     return run_checks(args)
 
 
-def ensure_installed() -> None:
-    """Create .venv if missing; install the project when pyproject.toml changed since last time."""
+def stamp_path(extras: tuple[str, ...]) -> Path:
+    """Holds the hash of the pyproject.toml these extras were last installed from; inside .venv
+    so a new venv reinstalls."""
+    return VENV / f".dev-install-{'+'.join(sorted(extras))}"
+
+
+def installed(extras: tuple[str, ...], wanted: str) -> bool:
+    """Whether ``extras`` (or a superset of them) were installed from this pyproject.toml."""
+    for stamp in VENV.glob(".dev-install-*"):
+        done = set(stamp.name.removeprefix(".dev-install-").split("+"))
+        if done >= set(extras) and stamp.read_text().strip() == wanted:
+            return True
+    return False
+
+
+def ensure_installed(extras: tuple[str, ...]) -> None:
+    """Create .venv if missing; install the project with ``extras`` unless they are installed
+    from this very pyproject.toml already."""
     if not VENV_PYTHON.exists():
         print("creating virtualenv in .venv ...", flush=True)
         run_or_exit([sys.executable, "-m", "venv", str(VENV)])
     wanted = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+    if installed(extras, wanted):
         return
-    print("installing dependencies (pip install -e '.[dev,embedded]') ...", flush=True)
+    target = f".[{','.join(extras)}]"
+    print(f"installing dependencies (pip install -e '{target}') ...", flush=True)
     pip = [str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run_or_exit([*pip, "-e", ".[dev,embedded]"])
-    STAMP.write_text(wanted + "\n")
+    run_or_exit([*pip, "-e", target])
+    stamp_path(extras).write_text(wanted + "\n")
 
 
 def run_checks(pytest_args: list[str]) -> int:
@@ -65,7 +88,7 @@ def run_checks(pytest_args: list[str]) -> int:
         ("ruff check", [py, "-m", "ruff", "check", "."]),
         ("ruff format --check", [py, "-m", "ruff", "format", "--check", "."]),
         ("mypy", [py, "-m", "mypy"]),
-        ("pytest", [py, "-m", "pytest", *pytest_args]),
+        ("pytest", [py, "-m", "pytest", *(pytest_args or COVERAGE_ARGS)]),
     ]
     failed: list[str] = []
     exit_code = 0

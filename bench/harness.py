@@ -24,6 +24,21 @@ from psycopg.conninfo import conninfo_to_dict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+JWT_SECRET = "bench-secret-" + "x" * 40
+
+
+def system_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of the system's processes (web, dispatcher, alembic) in a benchmark:
+    this one's, plus the database, test settings and ``extra``."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "APP_ENVIRONMENT": "test",
+        "APP_JWT_SECRET": JWT_SECRET,
+        "DISPATCHER_METRICS_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 def source_version() -> str:

@@ -23,6 +23,24 @@ from tests.harness import (
     with_dbname,
 )
 
+UNIT_DIR = Path(__file__).resolve().parent / "unit"
+# What a unit test may not use: each needs a database server or starts a process.
+SERVER_FIXTURES = {"server_url", "template_database", "database_url", "web", "dispatcher", "api"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/unit/ is marked ``unit`` (``-m unit``) and must need no server."""
+    for item in items:
+        if item.path.is_relative_to(UNIT_DIR):
+            item.add_marker(pytest.mark.unit)
+        if item.get_closest_marker("unit") is not None:
+            needs = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if needs:
+                raise pytest.UsageError(
+                    f"{item.nodeid} is a unit test but uses {sorted(needs)}: move it out of"
+                    " tests/unit/ (unit tests need no server)"
+                )
+
 
 @pytest.fixture(scope="session")
 def server_url() -> str:

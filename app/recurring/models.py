@@ -47,8 +47,8 @@ class TaskTemplate(Base):
         ForeignKey("families.id", ondelete="CASCADE"), index=True
     )
     title: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    karma_reward: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    karma_reward: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The API's schedule object as validated by app.recurring.schemas.Schedule: new kinds of
     # schedule need no migration.
     schedule: Mapped[dict[str, Any]] = mapped_column(JSONB)

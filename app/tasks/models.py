@@ -44,8 +44,8 @@ class Task(Base):
         ForeignKey("families.id", ondelete="CASCADE"), index=True
     )
     title: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    karma_reward: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    karma_reward: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # None once its author was removed from the family (the row stays with the family).
     created_by: Mapped[uuid.UUID | None] = mapped_column(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from app.push.endpoints import host_allowed
 from app.push.notifications import topic_of
@@ -137,6 +137,17 @@ async def test_each_push_service_answer_is_honoured(
     ]
 
 
+def in_flight(database_url: str, subscription_id: str) -> bool:
+    """Whether the subscription's one push is claimed and being sent, with no failure yet."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT claim_token IS NOT NULL AND last_error IS NULL FROM push_deliveries"
+            " WHERE subscription_id = %s",
+            (subscription_id,),
+        ).fetchall()
+    return [bool(in_flight) for (in_flight,) in rows] == [True]
+
+
 async def test_a_hanging_push_service_does_not_delay_socket_events(
     api: httpx.AsyncClient,
     web: str,
@@ -167,19 +178,14 @@ async def test_a_hanging_push_service_does_not_delay_socket_events(
 
         await grant(api, ada, kim, 1)
         await push_service.wait_until(lambda: push_service.hanging == 2)
-        hung_at = max(p.at for p in push_service.pushes())
-        latencies = []
         for n in range(1, 4):
-            started = time.monotonic()
             await grant(api, ada, lou, n)
             await lou_socket.wait_until(
-                lambda events, n=n: sum(name == "karma.awarded" for name, _ in events) == n,
-                within=1.0,
+                lambda events, n=n: sum(name == "karma.awarded" for name, _ in events) == n
             )
-            latencies.append(time.monotonic() - started)
-        # All of it happened while both push requests were still hanging.
-        assert time.monotonic() < hung_at + 2
-        assert max(latencies) < 0.5, latencies
+        # All of it happened while both push requests were still hanging: the dispatcher still
+        # holds their claims and has recorded no failure (a timeout would have been one).
+        assert [in_flight(database_url, s) for s in ids] == [True, True]
         # The hung requests time out and are retried (and answered, this time).
         for subscription_id in ids:
             await eventually(lambda s=subscription_id: deliveries(database_url, s) == [("sent", 2)])

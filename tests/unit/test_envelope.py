@@ -1,0 +1,71 @@
+"""The envelope every client receives, built from an outbox row (app/outbox/envelope.py)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+from app.outbox.envelope import OutboxEventRow
+
+FAMILY = uuid.UUID("6f1c1a52-3c55-4a43-9d59-8a3e8f1c2b7d")
+
+
+def row(**changes: object) -> tuple[object, ...]:
+    """A row as CLAIM_BATCH returns it: id, type, version, payload, family, created, attempts,
+    recipients (a jsonb array of [stream, seq] pairs)."""
+    values: dict[str, object] = {
+        "id": 42,
+        "type": "task.created",
+        "version": 1,
+        "payload": {"taskId": "t1", "title": "Tidy up"},
+        "family_id": FAMILY,
+        "created_at": datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC),
+        "attempts": 2,
+        "recipients": [["user:a", 7], ["user:b", 3]],
+    } | changes
+    return tuple(values.values())
+
+
+def test_a_row_becomes_an_event_with_its_recipients_as_stream_and_seq_pairs() -> None:
+    event = OutboxEventRow.from_row(row())
+    assert (event.id, event.type, event.version, event.attempts) == (42, "task.created", 1, 2)
+    assert event.recipients == [("user:a", 7), ("user:b", 3)]
+
+
+def test_an_event_with_no_recipients_has_an_empty_list() -> None:
+    assert OutboxEventRow.from_row(row(recipients=None)).recipients == []
+
+
+def test_the_envelope_on_one_stream() -> None:
+    event = OutboxEventRow.from_row(row())
+    assert event.envelope("user:b", 3) == {
+        "id": "evt_42",
+        "type": "task.created",
+        "version": 1,
+        "stream": "user:b",
+        "seq": 3,
+        "occurredAt": "2026-03-01T12:30:05.123Z",
+        "familyId": str(FAMILY),
+        "data": {"taskId": "t1", "title": "Tidy up"},
+    }
+
+
+def test_occurred_at_is_utc_with_milliseconds_whatever_the_rows_time_zone() -> None:
+    paris = timezone(timedelta(hours=1))
+    created = datetime(2026, 3, 1, 13, 30, 5, 999999, tzinfo=paris)
+    envelope = OutboxEventRow.from_row(row(created_at=created)).envelope("user:a", 1)
+    assert envelope["occurredAt"] == "2026-03-01T12:30:05.999Z"
+
+
+def test_an_event_of_no_family_says_so() -> None:
+    envelope = OutboxEventRow.from_row(row(family_id=None)).envelope("user:a", 1)
+    assert envelope["familyId"] is None
+
+
+def test_each_stream_gets_its_own_seq_and_the_same_id() -> None:
+    event = OutboxEventRow.from_row(row())
+    envelopes = [event.envelope(stream, seq) for stream, seq in event.recipients]
+    assert [(e["id"], e["stream"], e["seq"]) for e in envelopes] == [
+        ("evt_42", "user:a", 7),
+        ("evt_42", "user:b", 3),
+    ]
