@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from app.outbox.envelope import OutboxEventRow
-from dispatcher import worker
-from dispatcher.settings import DispatcherSettings
-from dispatcher.worker import held_back, retry_delay
+from dispatcher import claims
+from dispatcher.claims import retry_delay
+from dispatcher.worker import held_back
 
 
 def event(event_id: int, *recipients: tuple[str, int]) -> OutboxEventRow:
@@ -69,10 +69,6 @@ def test_a_held_event_waits_as_long_as_the_longest_claim_on_its_streams() -> Non
     assert held_back(events, first_waiting) == {1: 9.0}
 
 
-def settings(base: float, ceiling: float) -> DispatcherSettings:
-    return DispatcherSettings(_env_file=None, retry_base_seconds=base, retry_max_seconds=ceiling)
-
-
 @pytest.mark.parametrize(
     ("attempt", "interval"),
     [(1, (0.5, 1.0)), (2, (1.0, 2.0)), (3, (2.0, 4.0)), (6, (16.0, 32.0)), (7, (30.0, 60.0))],
@@ -80,12 +76,12 @@ def settings(base: float, ceiling: float) -> DispatcherSettings:
 def test_retry_delay_doubles_per_attempt_up_to_the_ceiling_with_full_jitter_in_its_upper_half(
     attempt: int, interval: tuple[float, float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker.random, "uniform", lambda low, high: (low, high))
-    assert retry_delay(attempt, settings(1.0, 60.0)) == interval
+    monkeypatch.setattr(claims.random, "uniform", lambda low, high: (low, high))
+    assert retry_delay(attempt, base_seconds=1.0, max_seconds=60.0) == interval
 
 
 def test_retry_delays_are_jittered_within_their_bounds() -> None:
-    delays = [retry_delay(3, settings(1.0, 300.0)) for _ in range(200)]
+    delays = [retry_delay(3, base_seconds=1.0, max_seconds=300.0) for _ in range(200)]
     assert all(2.0 <= delay <= 4.0 for delay in delays)
     # Rows that failed together do not retry in lockstep.
     assert len(set(delays)) > 100
