@@ -42,10 +42,10 @@ from pywebpush import WebPusher
 
 from app.notifications import listen
 from app.outbox.envelope import OutboxEventRow
+from app.outbox.streams import chat_stream, user_stream
 from app.push.endpoints import EndpointNotAllowed, check_endpoint
 from app.push.notifications import delivery_specs, encoded, without_body
 from app.push.vapid import VapidSigner
-from app.realtime.rooms import chat_room, user_room
 from app.settings import Settings
 from dispatcher import metrics
 from dispatcher.settings import DispatcherSettings
@@ -53,8 +53,8 @@ from dispatcher.settings import DispatcherSettings
 logger = logging.getLogger(__name__)
 
 UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-USER_PREFIX = user_room("")
-CHAT_PREFIX = chat_room("")
+USER_PREFIX = user_stream("")
+CHAT_PREFIX = chat_stream("")
 
 # One push per subscription of each recipient with no visible app open. Recipients are the
 # users of ``user:<id>`` streams and the members of ``chat:<id>`` rooms (the chat's members at

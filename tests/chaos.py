@@ -35,7 +35,7 @@ from psycopg import sql
 
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info, stage
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
 from tests.harness import (
     REPO_ROOT,
@@ -77,7 +77,7 @@ class Client:
 
     @property
     def stream(self) -> str:
-        return user_room(self.member.id)
+        return user_stream(self.member.id)
 
 
 @dataclass

@@ -26,7 +26,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
 from app.families import models as _family_models  # noqa: F401  (the foreign keys' tables)
-from app.realtime.rooms import family_room
 from app.schemas import CamelModel
 from app.settings import Settings
 
@@ -198,6 +197,12 @@ _DROP_NODE = text(
       AND NOT EXISTS (SELECT 1 FROM presence_sockets s WHERE s.node_id = n.node_id)
     """
 )
+
+
+def family_room(family_id: uuid.UUID | str) -> str:
+    """The room of a family's sockets: ``presence.changed`` goes there (not a stream: nothing in
+    it is numbered or caught up)."""
+    return f"family:{family_id}"
 
 
 def new_node_id() -> str:
