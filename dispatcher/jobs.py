@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info
-from app.recurring import service as recurring_service
+from app.recurring.generation import generate_due_tasks
 from app.settings import Settings
 from dispatcher import metrics, operations
 from dispatcher.settings import DispatcherSettings
@@ -52,7 +52,7 @@ async def generate_recurring_tasks(app_settings: Settings, settings: DispatcherS
     sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
     try:
         async with sessionmaker() as session, session.begin():
-            tasks = await recurring_service.generate_due_tasks(
+            tasks = await generate_due_tasks(
                 session=session,
                 today=today,
                 time_zone=time_zone,

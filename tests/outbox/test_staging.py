@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import service as auth_service
 from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
@@ -32,12 +31,14 @@ async def family_with_child(
     sessions: async_sessionmaker[AsyncSession],
 ) -> tuple[User, User]:
     async with sessions() as session, session.begin():
-        parent = await auth_service.signup(
+        family = await family_service.create_family(session=session, name="F")
+        parent = await family_service.add_member(
             session=session,
-            family_name="F",
-            display_name="P",
+            family_id=family.id,
             email=f"p-{uuid.uuid4().hex}@example.com",
-            password="correct horse battery",
+            display_name="P",
+            password_hash=await hash_password("correct horse battery"),
+            role=Role.PARENT,
         )
         child = await family_service.add_member(
             session=session,

@@ -17,13 +17,13 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import service as auth_service
 from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role, User
 from app.outbox.asyncapi import build_document
 from app.outbox.staging import notify_channel_info
+from app.recurring import generation
 from app.recurring import service as recurring_service
 from app.recurring.models import TaskTemplate
 from app.recurring.schemas import WEEK, TaskTemplateCreate
@@ -55,12 +55,14 @@ class Family:
 
 async def make_family(sessions: async_sessionmaker[AsyncSession]) -> Family:
     async with sessions() as session, session.begin():
-        parent = await auth_service.signup(
+        family = await family_service.create_family(session=session, name="F")
+        parent = await family_service.add_member(
             session=session,
-            family_name="F",
-            display_name="Ada",
+            family_id=family.id,
             email=f"ada-{uuid.uuid4().hex}@example.com",
-            password="correct horse battery",
+            display_name="Ada",
+            password_hash=await hash_password("correct horse battery"),
+            role=Role.PARENT,
         )
         children = [
             await family_service.add_member(
@@ -103,7 +105,7 @@ async def generate(
     sessions: async_sessionmaker[AsyncSession], today: date, **kwargs: Any
 ) -> list[uuid.UUID]:
     async with sessions() as session, session.begin():
-        tasks = await recurring_service.generate_due_tasks(session=session, today=today, **kwargs)
+        tasks = await generation.generate_due_tasks(session=session, today=today, **kwargs)
         return [task.id for task in tasks]
 
 
