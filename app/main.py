@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.auth.router import router as auth_router
 from app.body_limit import BodyLimit
 from app.chat.router import router as chat_router

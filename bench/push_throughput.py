@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(REPO_ROOT))
 from app.push.notifications import encoded
-from app.push.vapid import generate_key_pair
+from app.vapid_keys import generate_key_pair
 from tests.push.push_service import PushService
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -78,7 +78,7 @@ def encryption_baseline(seconds: float = 2.0) -> float:
     from cryptography.hazmat.primitives.asymmetric import ec
     from pywebpush import WebPusher
 
-    from app.push.vapid import b64url_encode, public_key_bytes
+    from app.vapid_keys import b64url_encode, public_key_bytes
 
     key = ec.generate_private_key(ec.SECP256R1())
     info = {

@@ -10,6 +10,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info
 from app.recurring.generation import generate_due_tasks

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.auth.passwords import hash_password
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from app.push.vapid import b64url_decode, b64url_encode, load_public_key, public_key_bytes
+from app.vapid_keys import b64url_decode, b64url_encode, load_public_key, public_key_bytes
 
 HANG = "hang"
 URGENCIES = {"very-low", "low", "normal", "high"}
