@@ -64,7 +64,7 @@ from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role
-from app.outbox.replay import events_after
+from app.outbox.catch_up import events_after
 from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.settings import Settings

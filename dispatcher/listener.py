@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.notifications import listen
+from app.pg_notify import listen
 from dispatcher import metrics
 
 

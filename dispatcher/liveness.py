@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from app.notifications import with_application_name
+from app.pg_notify import with_application_name
 from dispatcher import queries
 
 logger = logging.getLogger(__name__)

@@ -40,9 +40,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pywebpush import WebPusher
 
-from app.notifications import listen
 from app.outbox.envelope import OutboxEventRow
 from app.outbox.streams import chat_stream, user_stream
+from app.pg_notify import listen
 from app.push.endpoints import EndpointNotAllowed, check_endpoint
 from app.push.notifications import delivery_specs, encoded, without_body
 from app.push.vapid import VapidSigner

@@ -10,7 +10,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class OutboxEventRow:
-    """An outbox row as the dispatcher and the replay read it."""
+    """An outbox row as the dispatcher and the catch-up read it."""
 
     id: int
     type: str

@@ -1,8 +1,8 @@
 """Client managers that hold back live emits to a socket while it catches up from the outbox.
 
-Replay must reach a reconnecting client before the live events that race it. A held socket is
-skipped by live emits (they are buffered for it instead); once its replay is sent, the buffer
-is flushed without what the replay already covered, and the hold is lifted.
+A catch-up must reach a reconnecting client before the live events that race it. A held socket
+is skipped by live emits (they are buffered for it instead); once its catch-up is sent, the
+buffer is flushed without what the catch-up already covered, and the hold is lifted.
 
 They also tell their sockets when live events may have been lost on the way to this process:
 whenever the channel from the other processes (Postgres LISTEN, Redis SUBSCRIBE) is (re)made,

@@ -22,10 +22,10 @@ from app.auth.tokens import TokenClaims, verify_token
 from app.errors import Unauthorized
 from app.outbox.streams import is_stream, user_stream
 from app.realtime import metrics
+from app.realtime.catch_up import SyncRequest, catch_up, requested_last_seq
 from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
 from app.realtime.holding import create_client_manager
 from app.realtime.presence import Presence, VisibilityIn, family_room
-from app.realtime.replay import SyncRequest, catch_up, requested_last_seq
 from app.schemas import CamelModel
 from app.settings import Settings
 
@@ -170,7 +170,7 @@ def create_socket_server(
             raise socketio.exceptions.ConnectionRefusedError(exc.code) from exc
         stream = user_stream(claims.user_id)
         socket_sessions[sid] = str(claims.session_id)
-        # Held before joining its rooms: live events wait until the replay has been sent.
+        # Held before joining its rooms: live events wait until the catch-up has been sent.
         manager.hold(sid)
         await sio.enter_room(sid, stream)
         # The database decides, as on REST: a signature alone does not make a member (a user
