@@ -2,7 +2,7 @@
 """One command for a fresh clone (standard library only, any Python >= 3.11).
 
     python3 dev.py [up]              run everything (embedded Postgres unless DATABASE_URL is set)
-    python3 dev.py test [ARGS...]    ruff, ruff format --check, mypy, then pytest ARGS
+    python3 dev.py test [ARGS...]    ruff, ruff format --check, mypy, lint-imports, pytest ARGS
                                      (no ARGS: the whole suite, with its coverage floor)
 
 Both first create .venv and install into it what they need, again when pyproject.toml has
@@ -88,6 +88,8 @@ def run_checks(pytest_args: list[str]) -> int:
         ("ruff check", [py, "-m", "ruff", "check", "."]),
         ("ruff format --check", [py, "-m", "ruff", "format", "--check", "."]),
         ("mypy", [py, "-m", "mypy"]),
+        # The import contracts of pyproject.toml ([tool.importlinter]); no cache dir in the tree.
+        ("lint-imports", [str(VENV_PYTHON.parent / "lint-imports"), "--no-cache", "--no-logo"]),
         ("pytest", [py, "-m", "pytest", *(pytest_args or COVERAGE_ARGS)]),
     ]
     failed: list[str] = []

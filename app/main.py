@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import socketio
@@ -16,9 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.auth.router import router as auth_router
 from app.body_limit import BodyLimit
 from app.chat.router import router as chat_router
+from app.chat.sockets import register_chat_handlers
 from app.db import create_engine, create_sessionmaker
 from app.errors import ERROR_RESPONSES, ErrorBody, error_body, install_error_handlers
 from app.families.router import router as families_router
@@ -117,7 +120,12 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     engine = create_engine(settings.database_url)
     channel = settings.outbox_channel if settings.outbox_notify else None
     sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
-    sio = create_socket_server(settings, sessionmaker)
+    # The composition root: each domain with client events registers them on the server.
+    sio = create_socket_server(
+        settings,
+        sessionmaker,
+        handlers=[partial(register_chat_handlers, sessionmaker=sessionmaker)],
+    )
 
     def listen_from_startup() -> None:
         # python-socketio starts its manager's listener on the first connection; started here

@@ -9,7 +9,7 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.push import vapid
+from app import vapid_keys
 
 PLACEHOLDER_SECRET = "change-me-in-production"
 # A VAPID subject is how a push service reaches the sender's operator (RFC 8292 §2.1).
@@ -70,7 +70,7 @@ class Settings(DatabaseSettings):
     login_window_seconds: float = Field(default=300.0, gt=0)
     login_attempts_per_address: int = Field(default=100, ge=1)
     login_attempts_per_account: int = Field(default=10, ge=1)
-    # Most events a reconnecting socket is replayed; past it the client refetches its state.
+    # Most events a reconnecting socket's catch-up sends; past it the client refetches its state.
     replay_cap: int = Field(default=500, ge=0, le=10_000)
     # Client-originated socket events (chat.join, chat.typing, app.visibility, ...) draw from a
     # token bucket per socket; a flood is answered with `rate_limited` acks and dropped.
@@ -121,11 +121,11 @@ class Settings(DatabaseSettings):
     def check_web_push(self) -> Self:
         development = self.environment == "development"
         if development and self.vapid_private_key is None and self.vapid_public_key is None:
-            self.vapid_private_key = SecretStr(vapid.DEVELOPMENT_PRIVATE_KEY)
+            self.vapid_private_key = SecretStr(vapid_keys.DEVELOPMENT_PRIVATE_KEY)
         if self.vapid_private_key is not None:
             private = self.vapid_private_key.get_secret_value()
             try:
-                derived = vapid.public_key_of(private)
+                derived = vapid_keys.public_key_of(private)
             except ValueError as exc:
                 raise ValueError(f"APP_VAPID_PRIVATE_KEY: {exc}") from exc
             if self.vapid_public_key is None:
@@ -135,10 +135,10 @@ class Settings(DatabaseSettings):
         if self.vapid_public_key is None:
             return self
         try:
-            vapid.load_public_key(self.vapid_public_key)
+            vapid_keys.load_public_key(self.vapid_public_key)
         except ValueError as exc:
             raise ValueError(f"APP_VAPID_PUBLIC_KEY: {exc}") from exc
-        if not development and _same_key(self.vapid_public_key, vapid.DEVELOPMENT_PUBLIC_KEY):
+        if not development and _same_key(self.vapid_public_key, vapid_keys.DEVELOPMENT_PUBLIC_KEY):
             raise ValueError("the development VAPID key pair must not be used outside development")
         if not VAPID_SUBJECT.match(self.vapid_subject):
             raise ValueError("APP_VAPID_SUBJECT must be a mailto: address or an https: URL")
@@ -153,7 +153,7 @@ class Settings(DatabaseSettings):
 
 
 def _same_key(a: str, b: str) -> bool:
-    return vapid.b64url_decode(a) == vapid.b64url_decode(b)
+    return vapid_keys.b64url_decode(a) == vapid_keys.b64url_decode(b)
 
 
 @lru_cache

@@ -65,7 +65,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from app.outbox.envelope import OutboxEventRow
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 from app.tasks.events import TaskCreated
 from app.tasks.schemas import TaskOut
 from dispatcher.settings import DispatcherSettings
@@ -507,7 +507,9 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
         if recorder.process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"recorder did not connect:\n{recorder.log_tail()}")
         # The first stream is the recorder's; the others belong to nobody connected.
-        streams = [user_room(child_id)] + [user_room(uuid.uuid4()) for _ in range(args.streams - 1)]
+        streams = [user_stream(child_id)] + [
+            user_stream(uuid.uuid4()) for _ in range(args.streams - 1)
+        ]
         stream_events = list(range(1, args.events + 1, args.streams))
         template = payload_template(family_id, child_id)
         phase = Phase(database_url, {"web": web, "recorder": recorder}, log_dir)

@@ -4,7 +4,7 @@
 
 A backlog of ``--pushes`` push deliveries for ``--devices`` subscriptions is written straight
 into a scratch database's push queue; then the real dispatcher (``python -m dispatcher``, default
-push settings) drains it against the tests' loopback push service (tests/push/push_service.py),
+push settings) drains it against the loopback push service the tests use (doubles/push_service.py),
 which checks each request's VAPID JWT and decrypts its aes128gcm body, on real HTTPS. The rate
 is taken from the rows' own ``sent_at`` (first to last). Beside it, a baseline: pywebpush's
 encryption alone, on one core. Prints a table and writes bench/results/push_throughput.json.
@@ -30,8 +30,8 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(REPO_ROOT))
 from app.push.notifications import encoded
-from app.push.vapid import generate_key_pair
-from tests.push.push_service import PushService
+from app.vapid_keys import generate_key_pair
+from doubles.push_service import PushService
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 JWT_SECRET = "bench-secret-" + "x" * 40
@@ -78,7 +78,7 @@ def encryption_baseline(seconds: float = 2.0) -> float:
     from cryptography.hazmat.primitives.asymmetric import ec
     from pywebpush import WebPusher
 
-    from app.push.vapid import b64url_encode, public_key_bytes
+    from app.vapid_keys import b64url_encode, public_key_bytes
 
     key = ec.generate_private_key(ec.SECP256R1())
     info = {

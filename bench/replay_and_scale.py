@@ -64,9 +64,9 @@ from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role
-from app.outbox.replay import events_after
+from app.outbox.catch_up import events_after
 from app.outbox.staging import notify_channel_info, stage
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 from app.settings import Settings
 from app.tasks.events import TaskDeleted
 
@@ -275,7 +275,7 @@ async def commit_events(
             async with sessionmaker() as session, session.begin():
                 for task_id in task_ids:
                     payload = TaskDeleted(task_id=task_id, family_id=family, affected_users=[user])
-                    stage(session, payload, streams=[user_room(member.id)], family_id=family)
+                    stage(session, payload, streams=[user_stream(member.id)], family_id=family)
             commits.append(Commit(index, [str(t) for t in task_ids], started, time.time()))
 
     await asyncio.gather(*(writer() for _ in range(writers)))
@@ -409,7 +409,7 @@ async def measure_replay(
     database_url: str, child: Member, args: argparse.Namespace, dbname: str
 ) -> dict[str, Any]:
     env = system_env(database_url, APP_SOCKETIO_CHANNEL=f"bench-sio-{uuid.uuid4().hex[:8]}")
-    stream = user_room(child.id)
+    stream = user_stream(child.id)
     count = args.replay_events
     with ExitStack() as stack:
         port = free_port()
@@ -530,7 +530,7 @@ def analyse_phase(
             out_of_order += bool(seqs) and envelope["seq"] <= seqs[-1]
             seqs.append(envelope["seq"])
         lost += len(committed[index] - set(first_receipt))
-        head = heads[user_room(members[index].id)]
+        head = heads[user_stream(members[index].id)]
         seq_exact += seqs == list(range(head + 1, head + per_user + 1))
     total = sum(len(c.task_ids) for c in commits)
     first_commit = min(c.started for c in commits)
@@ -574,7 +574,7 @@ async def run_phase(
     dbname: str,
 ) -> dict[str, Any]:
     per_user = total // len(members)
-    heads = await stream_heads(database_url, [user_room(m.id) for m in members])
+    heads = await stream_heads(database_url, [user_stream(m.id) for m in members])
     views = [Recorder(client) for client in clients]
     async with writer_pool(database_url, args.writers) as sessions:
         before = snapshot(children, dbname)

@@ -65,7 +65,7 @@ from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
 from app.families.models import User
 from app.outbox.staging import notify_channel_info, stage
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 from app.settings import Settings
 from app.tasks.events import TaskDeleted
 
@@ -478,7 +478,7 @@ class Soak:
                         stage(
                             session,
                             payload,
-                            streams=[user_room(m.id) for m in members],
+                            streams=[user_stream(m.id) for m in members],
                             family_id=uuid.UUID(members[0].family_id),
                         )
                 except (SQLAlchemyError, OSError) as exc:
@@ -557,7 +557,7 @@ async def run_load(
             await asyncio.sleep(1.0)  # late copies still count as duplicates
         soak.phase = "end"
         await soak.sample()
-        heads = await stream_heads(conn, [user_room(f.member.id) for f in followers])
+        heads = await stream_heads(conn, [user_stream(f.member.id) for f in followers])
         lost_rows = await outbox_rows_of(conn, missing_task_ids(soak)[:10])
         vacuum = await vacuum_stats(conn)
     finally:

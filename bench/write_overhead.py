@@ -109,6 +109,7 @@ def system_env(database_url: str) -> dict[str, str]:
 
 async def worker_main(parent_id: str, family_id: str, child_ids: list[str]) -> None:
     """Answer each stdin line ``MODE START_AT WARMUP SECONDS`` with one JSON line of results."""
+    import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
     from app.db import create_engine, create_sessionmaker
     from app.families.models import User
     from app.outbox.staging import notify_channel_info

@@ -13,8 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 from pythonjsonlogger.json import JsonFormatter
 
 import app.outbox.catalogue  # noqa: F401  (registers every event type the dispatcher may emit)
-from app.notifications import with_application_name
-from app.realtime.server import create_client_manager
+from app.pg_notify import with_application_name
+from app.realtime.holding import create_client_manager
 from app.settings import Settings, get_settings
 from dispatcher import metrics
 from dispatcher.jobs import create_scheduler

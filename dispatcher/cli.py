@@ -23,8 +23,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from app.push import vapid
 from app.settings import Settings, get_settings
+from app.vapid_keys import generate_key_pair
 from dispatcher import operations
 from dispatcher.operations import EventFilter
 
@@ -579,7 +579,7 @@ def vapid_keys(json_output: JsonOpt = False) -> None:
     The dispatcher needs APP_VAPID_PRIVATE_KEY; web processes need APP_VAPID_PUBLIC_KEY (or the
     private key, which implies it). Changing the pair invalidates every browser's subscription.
     """
-    private_key, public_key = vapid.generate_key_pair()
+    private_key, public_key = generate_key_pair()
     if json_output:
         print_json({"privateKey": private_key, "publicKey": public_key})
         return

@@ -16,9 +16,10 @@ from prometheus_client import Gauge
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info
-from app.recurring import service as recurring_service
+from app.recurring.generation import generate_due_tasks
 from app.settings import Settings
 from dispatcher import metrics, operations
 from dispatcher.settings import DispatcherSettings
@@ -105,7 +106,7 @@ async def generate_recurring_tasks(app_settings: Settings, settings: DispatcherS
     sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
     try:
         async with sessionmaker() as session, session.begin():
-            tasks = await recurring_service.generate_due_tasks(
+            tasks = await generate_due_tasks(
                 session=session,
                 today=today,
                 time_zone=time_zone,

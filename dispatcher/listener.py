@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client import Gauge
 
-from app.notifications import listen
+from app.pg_notify import listen
 
 
 async def wake_on_notify(

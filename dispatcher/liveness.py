@@ -19,8 +19,8 @@ from typing import Any
 
 import psycopg
 
-from app.notifications import with_application_name
 from app.outbox import queries
+from app.pg_notify import with_application_name
 from dispatcher.claims import process_owner
 
 logger = logging.getLogger(__name__)

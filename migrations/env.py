@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from app.db import sqlalchemy_url
+from app.models import metadata
 from app.settings import DatabaseSettings
 
 config = context.config
@@ -20,7 +21,9 @@ database_url = config.attributes.get("database_url") or DatabaseSettings().datab
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=sqlalchemy_url(database_url), literal_binds=True)
+    context.configure(
+        url=sqlalchemy_url(database_url), target_metadata=metadata, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -28,7 +31,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection)
+        context.configure(connection=connection, target_metadata=metadata)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -35,7 +35,7 @@ from psycopg import sql
 
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info, stage
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
 from tests.harness import (
     REPO_ROOT,
@@ -77,7 +77,7 @@ class Client:
 
     @property
     def stream(self) -> str:
-        return user_room(self.member.id)
+        return user_stream(self.member.id)
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Result:
     missing: int = 0  # never received and never told: silent holes
     told: int = 0  # never received, but the client was told (dead or purged)
     misdelivered: int = 0
-    late: int = 0  # arrived after a higher seq: a gap filled (replay, late delivery)
+    late: int = 0  # arrived after a higher seq: a gap filled (catch-up, late delivery)
     resyncs: int = 0
     unsettled: int = 0  # clients whose position did not reach their stream's head
     latencies_ms: list[float] = field(default_factory=list)
@@ -439,7 +439,7 @@ async def database_restart(system: System, scenario: Scenario) -> None:
 async def web_kill(system: System, scenario: Scenario) -> None:
     await asyncio.sleep(system.knobs.run_seconds / 2)
     system.webs[1][0].kill()
-    # Its clients reconnect to the other web process and recover by replay.
+    # Its clients reconnect to the other web process and recover by a catch-up.
     await asyncio.gather(*(system.reconnect(c, 0) for c in system.clients if c.web_index == 1))
     await asyncio.sleep(system.knobs.run_seconds / 2)
 

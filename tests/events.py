@@ -9,7 +9,7 @@ import psycopg
 
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import EventPayload, notify_channel_info, stage
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
 
 
@@ -36,7 +36,7 @@ async def commit_events(
                     payload = payload_type(
                         task_id=uuid.uuid4(), family_id=family, affected_users=[uuid.UUID(user_id)]
                     )
-                    stage(session, payload, streams=[user_room(user_id)], family_id=family)
+                    stage(session, payload, streams=[user_stream(user_id)], family_id=family)
     finally:
         await engine.dispose()
 

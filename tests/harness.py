@@ -240,7 +240,7 @@ class SocketRecorder:
         )
 
     async def request_sync(self, last_seq: int) -> Any:
-        """Ask the server to replay the stream after ``last_seq`` (answered by a ``sync``)."""
+        """Ask the server to catch the stream up after ``last_seq`` (answered by a ``sync``)."""
         return await self.client.call("sync.request", {"lastSeq": last_seq}, timeout=10)
 
     def envelopes(self) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import pydantic
 import pytest
 from psycopg import sql
 
-from app.push import vapid
+from app import vapid_keys
 from app.settings import Settings
 from tests.harness import REPO_ROOT, free_port, with_dbname
 
@@ -42,7 +42,7 @@ def test_settings_default_to_production_and_refuse_the_placeholder_secret() -> N
     # No VAPID keys in production: push is off rather than signed with the committed pair.
     assert not settings.web_push_enabled
     with pytest.raises(pydantic.ValidationError, match="development VAPID key pair"):
-        Settings(jwt_secret=REAL_SECRET, vapid_private_key=vapid.DEVELOPMENT_PRIVATE_KEY)
+        Settings(jwt_secret=REAL_SECRET, vapid_private_key=vapid_keys.DEVELOPMENT_PRIVATE_KEY)
     # Development has to be asked for; then the placeholders are fine.
     assert Settings(environment="development").jwt_secret == "change-me-in-production"
 

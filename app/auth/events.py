@@ -8,7 +8,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.outbox.staging import EventPayload, stage
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 
 RevokeReason = Literal[
     "logout", "logout_everywhere", "password_changed", "refresh_token_reused", "member_removed"
@@ -33,4 +33,4 @@ def record_revoked(
     reason: RevokeReason,
 ) -> None:
     payload = SessionRevoked(reason=reason, session_ids=session_ids)
-    stage(session, payload, streams=[user_room(user_id)], family_id=family_id)
+    stage(session, payload, streams=[user_stream(user_id)], family_id=family_id)

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chat.models import Chat, ChatMessage
 from app.chat.schemas import MessageOut
 from app.outbox.staging import EventPayload, stage
+from app.outbox.streams import chat_stream
 from app.push.notifications import Notification, push_notification
-from app.realtime.rooms import chat_room
 
 
 class ChatMessageCreated(EventPayload):
@@ -37,4 +37,4 @@ def _message_notification(event: ChatMessageCreated) -> Notification:
 
 def record_message_created(*, session: AsyncSession, chat: Chat, message: ChatMessage) -> None:
     payload = ChatMessageCreated(chat_id=chat.id, message=MessageOut.of(message))
-    stage(session, payload, streams=[chat_room(chat.id)], family_id=chat.family_id)
+    stage(session, payload, streams=[chat_stream(chat.id)], family_id=chat.family_id)

@@ -1,4 +1,7 @@
-"""The chat's client events (chat.join, chat.leave, chat.typing) and app.visibility."""
+"""The chat's client events: chat.join, chat.leave and chat.typing.
+
+Registered on the socket server's gate by the composition root (``app.main``).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +12,17 @@ from app.chat import service as chat_service
 from app.chat.schemas import ChatRef, TypingIn, TypingOut
 from app.errors import Unauthorized
 from app.families.models import User
+from app.outbox.streams import chat_stream
 from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
-from app.realtime.presence import Presence, VisibilityIn
-from app.realtime.rooms import chat_room
-from app.settings import Settings
 
 
 def register_chat_handlers(
     sio: socketio.AsyncServer,
     gate: ClientEventGate,
+    *,
     sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-) -> Presence:
-    """Register the chat's client events; returns the presence tracker for (dis)connects."""
-    presence = Presence(sio, sessionmaker, settings)
+) -> None:
+    """Register the chat's client events on ``gate``."""
 
     async def join(client: ClientSocket, ref: ChatRef) -> Ack:
         # The database decides, not the token: membership may have changed since it was issued.
@@ -31,15 +31,15 @@ def register_chat_handlers(
             if user is None:
                 raise Unauthorized("the socket's user no longer exists")
             await chat_service.get_member_chat(session=session, actor=user, chat_id=ref.chat_id)
-        await sio.enter_room(client.sid, chat_room(ref.chat_id))
+        await sio.enter_room(client.sid, chat_stream(ref.chat_id))
         return ok()
 
     async def leave(client: ClientSocket, ref: ChatRef) -> Ack:
-        await sio.leave_room(client.sid, chat_room(ref.chat_id))
+        await sio.leave_room(client.sid, chat_stream(ref.chat_id))
         return ok()
 
     async def typing(client: ClientSocket, signal: TypingIn) -> Ack:
-        room = chat_room(signal.chat_id)
+        room = chat_stream(signal.chat_id)
         # Joining checked membership; a socket outside the room has no business typing in it.
         if room not in sio.rooms(client.sid):
             return refusal("not_joined", "join the chat before typing in it")
@@ -53,12 +53,6 @@ def register_chat_handlers(
         )
         return ok()
 
-    async def visibility(client: ClientSocket, signal: VisibilityIn) -> Ack:
-        await presence.set_visible(client.sid, signal.visible)
-        return ok()
-
     gate.on("chat.join", ChatRef, join)
     gate.on("chat.leave", ChatRef, leave)
     gate.on("chat.typing", TypingIn, typing)
-    gate.on("app.visibility", VisibilityIn, visibility)
-    return presence

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.outbox.staging import EventPayload, stage
-from app.realtime.rooms import user_room
+from app.outbox.streams import user_stream
 
 
 class MemberRemoved(EventPayload):
@@ -27,4 +27,4 @@ def record_removed(
     remaining: list[uuid.UUID],
 ) -> None:
     payload = MemberRemoved(user_id=user_id, family_id=family_id)
-    stage(session, payload, streams=[user_room(m) for m in remaining], family_id=family_id)
+    stage(session, payload, streams=[user_stream(m) for m in remaining], family_id=family_id)

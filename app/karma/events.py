@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.karma.models import KarmaEntry, KarmaSource
 from app.outbox.staging import EventPayload, stage
+from app.outbox.streams import user_stream
 from app.push.notifications import Notification, push_notification
-from app.realtime.rooms import user_room
 
 AwardSource = Literal["grant", "task"]
 
@@ -60,4 +60,4 @@ def record_awarded(
         new_balance=entry.balance_after,
         granted_by=granted_by,
     )
-    stage(session, payload, streams=[user_room(entry.user_id)], family_id=entry.family_id)
+    stage(session, payload, streams=[user_stream(entry.user_id)], family_id=entry.family_id)

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from app.outbox import catalogue
+from app.outbox.envelope import EventEnvelope
 from app.outbox.staging import EventPayload
-from app.schemas import CamelModel
 
 ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
@@ -37,29 +35,6 @@ SCHEMA_REF = "#/components/schemas/{model}"
 
 class CatalogueError(Exception):
     """An event payload model lacks what the catalogue needs to describe it."""
-
-
-class EventEnvelope(CamelModel):
-    """The envelope of every event, on the socket and in push messages; `data` varies by type."""
-
-    id: str = Field(
-        pattern=r"^evt_[0-9]+$",
-        description="The event's id, the same on every stream; clients drop ids already seen.",
-    )
-    type: str = Field(description="The event type, also the Socket.IO event name.")
-    version: int = Field(ge=1, description="The schema version of `data`.")
-    stream: str = Field(
-        pattern=r"^(user|chat):",
-        description="The stream (room) it arrived on: `user:<id>` or `chat:<id>`.",
-    )
-    seq: int = Field(
-        ge=1,
-        description="The event's number in its stream; numbers are contiguous, so a gap means "
-        "a missed event (docs/delivery.md: wait briefly, then `sync.request`).",
-    )
-    occurred_at: datetime = Field(description="When the writing transaction staged the event.")
-    family_id: uuid.UUID | None = Field(description="The family the event belongs to.")
-    data: dict[str, Any] = Field(description="The payload of this type and version.")
 
 
 def catalogued_payloads() -> list[type[EventPayload]]:

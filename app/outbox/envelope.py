@@ -1,16 +1,57 @@
-"""The one event envelope every client receives, built from an outbox row and a stream."""
+"""The one event envelope every client receives: the model the catalogue describes, and the
+wire form (``OutboxEventRow.envelope``) built from an outbox row and a stream with it."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, PlainSerializer, WithJsonSchema
+
+from app.schemas import CamelModel
+
+
+def _utc_milliseconds(moment: datetime) -> str:
+    """``2026-03-01T12:30:05.123Z``: UTC, milliseconds, a ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# On the wire: an RFC 3339 date-time in UTC with milliseconds.
+WireMoment = Annotated[
+    datetime,
+    PlainSerializer(_utc_milliseconds, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class EventEnvelope(CamelModel):
+    """The envelope of every event, on the socket and in push messages; `data` varies by type."""
+
+    id: str = Field(
+        pattern=r"^evt_[0-9]+$",
+        description="The event's id, the same on every stream; clients drop ids already seen.",
+    )
+    type: str = Field(description="The event type, also the Socket.IO event name.")
+    version: int = Field(ge=1, description="The schema version of `data`.")
+    stream: str = Field(
+        pattern=r"^(user|chat):",
+        description="The stream (room) it arrived on: `user:<id>` or `chat:<id>`.",
+    )
+    seq: int = Field(
+        ge=1,
+        description="The event's number in its stream; numbers are contiguous, so a gap means "
+        "a missed event (docs/delivery.md: wait briefly, then `sync.request`).",
+    )
+    occurred_at: WireMoment = Field(description="When the writing transaction staged the event.")
+    family_id: uuid.UUID | None = Field(description="The family the event belongs to.")
+    data: dict[str, Any] = Field(description="The payload of this type and version.")
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxEventRow:
-    """An outbox row as the dispatcher and the replay read it."""
+    """An outbox row as the dispatcher and the catch-up read it."""
 
     id: int
     type: str
@@ -37,15 +78,15 @@ class OutboxEventRow:
 
     def envelope(self, stream: str, seq: int) -> dict[str, Any]:
         """The envelope as sent on ``stream``, where this event has number ``seq``."""
-        return {
-            "id": f"evt_{self.id}",
-            "type": self.type,
-            "version": self.version,
-            "stream": stream,
-            "seq": seq,
-            "occurredAt": self.created_at.astimezone(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "familyId": str(self.family_id) if self.family_id else None,
-            "data": self.payload,
-        }
+        # Built, not validated: the row was validated when it was staged.
+        envelope = EventEnvelope.model_construct(
+            id=f"evt_{self.id}",
+            type=self.type,
+            version=self.version,
+            stream=stream,
+            seq=seq,
+            occurred_at=self.created_at,
+            family_id=self.family_id,
+            data=self.payload,
+        )
+        return envelope.model_dump(mode="json", by_alias=True)

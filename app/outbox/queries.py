@@ -72,7 +72,7 @@ SELECT (SELECT count(*) FROM events) AS events,
             THEN pg_notify(CAST(%(channel)s AS text), '') END AS notified
 """
 
-# --- Catch-up reads (app.outbox.replay) -------------------------------------------------------
+# --- Catch-up reads (app.outbox.catch_up) -----------------------------------------------------
 
 # One statement, so the head and the rows come from one snapshot: every seq up to the head
 # committed with its row, and a missing row can only mean the row was deleted.

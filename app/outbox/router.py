@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
-from app.outbox.replay import events_after
-from app.realtime.rooms import user_room
+from app.outbox.catch_up import events_after
+from app.outbox.streams import user_stream
 from app.schemas import CamelModel
 
 router = APIRouter(tags=["events"])
@@ -35,8 +35,8 @@ async def list_events(
     after: Annotated[int, Query(ge=0, description="The last seq the client has seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EventsPage:
-    """Events of the caller's stream with a seq after `after`, oldest first (same as replay)."""
-    page = await events_after(session, stream=user_room(actor.id), after=after, limit=limit)
+    """Events of the caller's stream after `after`, oldest first: a catch-up over REST."""
+    page = await events_after(session, stream=user_stream(actor.id), after=after, limit=limit)
     return EventsPage(
         stream=page.stream,
         events=page.envelopes,

@@ -22,7 +22,6 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.families import models as _family_models  # noqa: F401  (the foreign key's table)
 
 
 class PushSubscription(Base):

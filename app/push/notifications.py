@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import EventPayload
-from app.push.vapid import b64url_encode
+from app.vapid_keys import b64url_encode
 
 logger = logging.getLogger(__name__)
 

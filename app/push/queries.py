@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from psycopg import sql
 
 from app.outbox.queries import common_filters
-from app.realtime.rooms import chat_room, user_room
+from app.outbox.streams import chat_stream, user_stream
 
 # --- Filling the queue (dispatcher.push_queue, in the drain loop's delivery transaction) ------
 
-_USER_PREFIX = user_room("")
-_CHAT_PREFIX = chat_room("")
+_USER_PREFIX = user_stream("")
+_CHAT_PREFIX = chat_stream("")
 _UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # ENQUEUE's ``user_pattern`` and ``chat_pattern``: the stream names it may cast to a uuid.
 USER_STREAM_PATTERN = f"^{re.escape(_USER_PREFIX)}{_UUID_PATTERN}$"

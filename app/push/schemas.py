@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field, field_validator
 
-from app.push import vapid
+from app import vapid_keys
 from app.schemas import CamelModel
 
 AUTH_SECRET_BYTES = 16
@@ -24,7 +24,7 @@ class SubscriptionKeys(CamelModel):
     @classmethod
     def p256dh_is_a_point(cls, value: str) -> str:
         try:
-            vapid.load_public_key(value)
+            vapid_keys.load_public_key(value)
         except ValueError as exc:
             raise ValueError(f"p256dh must be a base64url P-256 public key: {exc}") from exc
         return value
@@ -33,7 +33,7 @@ class SubscriptionKeys(CamelModel):
     @classmethod
     def auth_is_16_bytes(cls, value: str) -> str:
         try:
-            secret = vapid.b64url_decode(value)
+            secret = vapid_keys.b64url_decode(value)
         except ValueError as exc:
             raise ValueError("auth must be base64url") from exc
         if len(secret) != AUTH_SECRET_BYTES:

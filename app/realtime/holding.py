@@ -1,8 +1,8 @@
 """Client managers that hold back live emits to a socket while it catches up from the outbox.
 
-Replay must reach a reconnecting client before the live events that race it. A held socket is
-skipped by live emits (they are buffered for it instead); once its replay is sent, the buffer
-is flushed without what the replay already covered, and the hold is lifted.
+A catch-up must reach a reconnecting client before the live events that race it. A held socket
+is skipped by live emits (they are buffered for it instead); once its catch-up is sent, the
+buffer is flushed without what the catch-up already covered, and the hold is lifted.
 
 They also tell their sockets when live events may have been lost on the way to this process:
 whenever the channel from the other processes (Postgres LISTEN, Redis SUBSCRIBE) is (re)made,
@@ -21,9 +21,10 @@ import socketio
 from redis.exceptions import RedisError
 from socketio.async_manager import AsyncManager
 
+from app.outbox.streams import is_stream
 from app.realtime import metrics
 from app.realtime.pg_manager import PostgresManager
-from app.realtime.rooms import is_stream_room
+from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class HoldingManager(AsyncManager):
     async def announce_channel_lost(self, namespace: str = "/") -> None:
         """Send ``resync`` to every local socket, once per stream room it is in."""
         rooms = [room for room in self.rooms.get(namespace, {}) if isinstance(room, str)]
-        streams = [room for room in rooms if is_stream_room(room)]
+        streams = [room for room in rooms if is_stream(room)]
         for room in streams:
             await AsyncManager.emit(
                 self, "resync", {"stream": room, "reason": "channel_lost"}, namespace, room=room
@@ -195,3 +196,18 @@ class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
                 logger.warning("Redis subscription lost; resubscribing", extra={"error": str(exc)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_resubscribe_delay_seconds)
+
+
+def create_client_manager(settings: Settings, *, write_only: bool) -> HoldingManager:
+    """The cross-process manager: Postgres LISTEN/NOTIFY by default, Redis when configured.
+
+    The web process's server reads and writes through it; the dispatcher only writes
+    (``write_only``), and imports nothing of the server or the domains to get it.
+    """
+    if settings.socketio_redis_url:
+        return HoldingRedisManager(
+            settings.socketio_redis_url, channel=settings.socketio_channel, write_only=write_only
+        )
+    return HoldingPostgresManager(
+        settings.database_url, channel=settings.socketio_channel, write_only=write_only
+    )

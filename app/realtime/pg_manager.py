@@ -18,7 +18,7 @@ import psycopg
 # Not re-exported by the socketio package itself.
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from app.notifications import listen, notify, with_application_name
+from app.pg_notify import listen, notify, with_application_name
 
 logger = logging.getLogger(__name__)
 

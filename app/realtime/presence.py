@@ -17,16 +17,12 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
 
 import socketio
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Text, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
-from app.families import models as _family_models  # noqa: F401  (the foreign keys' tables)
-from app.realtime.rooms import family_room
+from app.realtime.models import PresenceSocket, RealtimeNode
 from app.schemas import CamelModel
 from app.settings import Settings
 
@@ -35,44 +31,6 @@ logger = logging.getLogger(__name__)
 # First key of the two-key advisory lock ("pres"), so user locks cannot collide with other
 # advisory locks of the application.
 PRESENCE_LOCK_NAMESPACE = 0x70726573
-
-
-class RealtimeNode(Base):
-    """One web process; its sockets count as online until ``expires_at``."""
-
-    __tablename__ = "realtime_nodes"
-    # Presence is soft state: skip the WAL. A database crash empties the table, and every
-    # node's next heartbeat finds its row gone and records its sockets again.
-    __table_args__ = ({"prefixes": ["UNLOGGED"]},)
-
-    node_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=text("clock_timestamp()")
-    )
-    heartbeat_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=text("clock_timestamp()")
-    )
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class PresenceSocket(Base):
-    """One live Socket.IO connection, on the node that holds it."""
-
-    __tablename__ = "presence_sockets"
-    __table_args__ = (
-        Index("presence_sockets_user_idx", "user_id"),
-        Index("presence_sockets_node_idx", "node_id"),
-        {"prefixes": ["UNLOGGED"]},
-    )
-
-    sid: Mapped[str] = mapped_column(Text, primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    family_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
-    node_id: Mapped[str] = mapped_column(ForeignKey("realtime_nodes.node_id", ondelete="CASCADE"))
-    visible: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
-    connected_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=text("clock_timestamp()")
-    )
 
 
 class VisibilityIn(CamelModel):
@@ -198,6 +156,12 @@ _DROP_NODE = text(
       AND NOT EXISTS (SELECT 1 FROM presence_sockets s WHERE s.node_id = n.node_id)
     """
 )
+
+
+def family_room(family_id: uuid.UUID | str) -> str:
+    """The room of a family's sockets: ``presence.changed`` goes there (not a stream: nothing in
+    it is numbered or caught up)."""
+    return f"family:{family_id}"
 
 
 def new_node_id() -> str:

@@ -1,9 +1,15 @@
-"""The Socket.IO server: authenticates each connection and puts it in its user and family rooms."""
+"""The Socket.IO server: authenticates each connection and puts it in its user and family rooms.
+
+It owns the plumbing every socket shares (authentication, catch-up, presence, the client-event
+gate); the domains' client events are registered on it by the composition root (``app.main``)
+through ``handlers``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,17 +19,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.sessions import session_user
 from app.auth.tokens import TokenClaims, verify_token
-from app.chat.sockets import register_chat_handlers
 from app.errors import Unauthorized
+from app.outbox.streams import is_stream, user_stream
 from app.realtime import metrics
+from app.realtime.catch_up import SyncRequest, catch_up, requested_last_seq
 from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
-from app.realtime.holding import HoldingManager, HoldingPostgresManager, HoldingRedisManager
-from app.realtime.replay import SyncRequest, catch_up, requested_last_seq
-from app.realtime.rooms import family_room, is_stream_room, user_room
+from app.realtime.holding import create_client_manager
+from app.realtime.presence import Presence, VisibilityIn, family_room
 from app.schemas import CamelModel
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+# Registers a domain's client events on the server's gate (``app.chat.sockets``, say).
+SocketHandlers = Callable[[socketio.AsyncServer, ClientEventGate], None]
 
 
 class RenewRequest(CamelModel):
@@ -32,21 +42,16 @@ class RenewRequest(CamelModel):
     token: str = Field(min_length=1, max_length=4096)
 
 
-def create_client_manager(settings: Settings, *, write_only: bool) -> HoldingManager:
-    """The cross-process manager: Postgres LISTEN/NOTIFY by default, Redis when configured."""
-    if settings.socketio_redis_url:
-        return HoldingRedisManager(
-            settings.socketio_redis_url, channel=settings.socketio_channel, write_only=write_only
-        )
-    return HoldingPostgresManager(
-        settings.database_url, channel=settings.socketio_channel, write_only=write_only
-    )
-
-
 def create_socket_server(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    handlers: Sequence[SocketHandlers] = (),
 ) -> socketio.AsyncServer:
-    """A Socket.IO server whose connections must present a valid access token."""
+    """A Socket.IO server whose connections must present a valid access token.
+
+    Each of ``handlers`` registers a domain's client events behind the one gate.
+    """
     manager = create_client_manager(settings, write_only=False)
     sio = socketio.AsyncServer(
         async_mode="asgi",
@@ -70,7 +75,9 @@ def create_socket_server(
     metrics.SOCKETS.set_function(count_sockets)
     metrics.ROOMS.set_function(count_rooms)
     gate = ClientEventGate(sio, settings)
-    presence = register_chat_handlers(sio, gate, sessionmaker, settings)
+    presence = Presence(sio, sessionmaker, settings)
+    for register in handlers:
+        register(sio, gate)
     expiry_timers: dict[str, asyncio.TimerHandle] = {}
     # The auth session each local socket was opened in: `session.revoked` names sessions.
     socket_sessions: dict[str, str] = {}
@@ -91,9 +98,9 @@ def create_socket_server(
 
     async def sync_request(client: ClientSocket, request: SyncRequest) -> Ack:
         """A client that saw a gap, or was told to resync, asks for its stream after a seq."""
-        stream = request.stream or user_room(client.user_id)
+        stream = request.stream or user_stream(client.user_id)
         # Its own stream, or a chat it joined (joining checked membership).
-        if not (is_stream_room(stream) and stream in sio.rooms(client.sid)):
+        if not (is_stream(stream) and stream in sio.rooms(client.sid)):
             return refusal("not_joined", "only the own stream or a joined chat can be synced")
         await send_catch_up(client.sid, stream, request.last_seq)
         return ok()
@@ -111,8 +118,14 @@ def create_socket_server(
         expire_at(client.sid, claims)
         return ok()
 
+    async def visibility(client: ClientSocket, signal: VisibilityIn) -> Ack:
+        """Whether the socket's app is in front of its user (push skips those who see it)."""
+        await presence.set_visible(client.sid, signal.visible)
+        return ok()
+
     gate.on("sync.request", SyncRequest, sync_request)
     gate.on("auth.renew", RenewRequest, renew)
+    gate.on("app.visibility", VisibilityIn, visibility)
     gate.on_unknown()
 
     async def close_revoked(room: str | None, envelope: Any) -> None:
@@ -155,9 +168,9 @@ def create_socket_server(
             claims = verify_token(token, settings)
         except Unauthorized as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.code) from exc
-        stream = user_room(claims.user_id)
+        stream = user_stream(claims.user_id)
         socket_sessions[sid] = str(claims.session_id)
-        # Held before joining its rooms: live events wait until the replay has been sent.
+        # Held before joining its rooms: live events wait until the catch-up has been sent.
         manager.hold(sid)
         await sio.enter_room(sid, stream)
         # The database decides, as on REST: a signature alone does not make a member (a user

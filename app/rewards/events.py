@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.outbox.staging import EventPayload, stage
+from app.outbox.streams import user_stream
 from app.push.notifications import Notification, push_notification
-from app.realtime.rooms import user_room
 from app.rewards.models import ClaimStatus, RewardClaim
 from app.rewards.schemas import RewardOut
 
@@ -86,7 +86,7 @@ def _rejected_notification(event: ClaimRejected) -> Notification:
 
 
 def _record(session: AsyncSession, payload: EventPayload, claim: RewardClaim) -> None:
-    stage(session, payload, streams=[user_room(claim.member_id)], family_id=claim.family_id)
+    stage(session, payload, streams=[user_stream(claim.member_id)], family_id=claim.family_id)
 
 
 def _facts(claim: RewardClaim) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.outbox.staging import EventPayload, stage
+from app.outbox.streams import user_stream
 from app.push.notifications import Notification, push_notification
-from app.realtime.rooms import user_room
 from app.tasks.models import Task
 from app.tasks.schemas import TaskOut
 
@@ -91,7 +91,7 @@ def _completed_notification(event: TaskCompleted) -> Notification:
 def _record(
     session: AsyncSession, payload: EventPayload, family_id: uuid.UUID, users: Iterable[uuid.UUID]
 ) -> None:
-    stage(session, payload, streams=[user_room(u) for u in users], family_id=family_id)
+    stage(session, payload, streams=[user_stream(u) for u in users], family_id=family_id)
 
 
 def record_created(*, session: AsyncSession, task: Task) -> None:

@@ -21,8 +21,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
 from app.families.models import User
-from app.recurring.models import TaskTemplate
-from app.rewards.models import RewardClaim
 
 task_assignees = Table(
     "task_assignees",
@@ -57,15 +55,15 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Set on a task generated from a recurring template: which template, for which day.
-    # The column object, not a name: the key resolves wherever tasks are used.
+    # (Tables named in foreign keys are loaded by app.models, the registry.)
     template_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey(TaskTemplate.id, ondelete="SET NULL")
+        ForeignKey("task_templates.id", ondelete="SET NULL")
     )
     scheduled_for: Mapped[date | None] = mapped_column(Date)
     # Set on a reward claim's approval task, which changes only through its claim
-    # (app.rewards). The column object, not a name: the key resolves wherever tasks are used.
+    # (app.rewards).
     claim_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey(RewardClaim.id, ondelete="CASCADE"), unique=True
+        ForeignKey("reward_claims.id", ondelete="CASCADE"), unique=True
     )
 
     assignees: Mapped[list[User]] = relationship(secondary=task_assignees, lazy="selectin")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, Forbidden, NotFound
@@ -14,7 +16,7 @@ from app.families.models import User
 from app.karma import service as karma_service
 from app.pagination import Page, PageRequest, fetch_page
 from app.tasks import events as task_events
-from app.tasks.models import Task
+from app.tasks.models import Task, task_assignees
 from app.tasks.schemas import TaskCreate, TaskUpdate
 
 
@@ -67,6 +69,53 @@ async def create_task(
     )
     session.add(task)
     await session.flush()
+    task_events.record_created(session=session, task=task)
+    return task
+
+
+async def create_scheduled_task(
+    *,
+    session: AsyncSession,
+    template_id: uuid.UUID,
+    scheduled_for: date,
+    family_id: uuid.UUID,
+    title: str,
+    description: str,
+    karma_reward: int,
+    due_at: datetime,
+    created_by: uuid.UUID | None,
+    assignee_ids: Sequence[uuid.UUID],
+) -> Task | None:
+    """A recurring template's task for one day, staging `task.created`; idempotent.
+
+    None, and no event, when the template's task for that day exists already (an earlier or a
+    concurrent run of the generator, app.recurring.generation, created it).
+    """
+    # The unique (template_id, scheduled_for) key is what makes this idempotent.
+    task_id = await session.scalar(
+        pg_insert(Task)
+        .values(
+            id=uuid.uuid4(),
+            family_id=family_id,
+            title=title,
+            description=description,
+            karma_reward=karma_reward,
+            due_at=due_at,
+            created_by=created_by,
+            template_id=template_id,
+            scheduled_for=scheduled_for,
+        )
+        .on_conflict_do_nothing(index_elements=[Task.template_id, Task.scheduled_for])
+        .returning(Task.id)
+    )
+    if task_id is None:
+        return None
+    if assignee_ids:
+        await session.execute(
+            insert(task_assignees),
+            [{"task_id": task_id, "user_id": user_id} for user_id in assignee_ids],
+        )
+    task = await session.get_one(Task, task_id)
     task_events.record_created(session=session, task=task)
     return task
 

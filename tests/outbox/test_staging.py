@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.db import create_engine, create_sessionmaker
 from app.families.models import User
 from app.outbox.staging import notify_channel_info

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.push.vapid import generate_key_pair
+from app.vapid_keys import generate_key_pair
+from doubles.push_service import PushService
 from tests.harness import ManagedProcess, web_process
-from tests.push.push_service import PushService
 from tests.push.support import ALLOWLIST, VAPID_SUBJECT, dispatcher_env, start_dispatcher
 
 

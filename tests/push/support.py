@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from doubles.push_service import Browser, PushService
 from tests.harness import REPO_ROOT, ManagedProcess, Member, dispatcher_process, process_env
-from tests.push.push_service import Browser, PushService
 
 VAPID_SUBJECT = "mailto:push-tests@family.test"
 # The loopback push service, besides a real one.

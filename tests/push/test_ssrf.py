@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from app.push.endpoints import EndpointNotAllowed, check_endpoint
+from doubles.push_service import Browser, PushService
 from tests.harness import Member, add_member, signup, web_process
-from tests.push.push_service import Browser, PushService
 from tests.push.support import (
     VAPID_SUBJECT,
     deliveries,

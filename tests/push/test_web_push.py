@@ -1,6 +1,6 @@
 """Web Push end to end: the real web and dispatcher processes against a loopback push service.
 
-The push service (``push_service.py``) verifies VAPID and decrypts every message, so a push
+The push service (``doubles/push_service.py``) verifies VAPID and decrypts every message, so a push
 counted here is one a browser could have read.
 """
 
@@ -17,8 +17,8 @@ import psycopg
 from app.push.endpoints import host_allowed
 from app.push.notifications import topic_of
 from dispatcher.push_sender import retry_after_seconds
+from doubles.push_service import HANG, PushService, Slow
 from tests.harness import ManagedProcess, SocketRecorder, add_member, signup
-from tests.push.push_service import HANG, PushService, Slow
 from tests.push.support import (
     deliveries,
     dispatcher_env,

@@ -15,7 +15,7 @@ from tests.harness import (
     ManagedProcess,
     SocketRecorder,
 )
-from tests.realtime.test_replay import child_of_new_family
+from tests.realtime.test_catch_up import child_of_new_family
 
 
 async def wait_for_status(database_url: str, status: str, count: int, within: float = 20) -> None:
@@ -93,7 +93,7 @@ async def test_a_dead_event_is_never_skipped_silently(
     }
 
 
-async def test_a_late_event_is_replayed_and_the_position_waits_for_it(
+async def test_a_late_event_is_caught_up_and_the_position_waits_for_it(
     api: httpx.AsyncClient,
     web: str,
     database_url: str,
@@ -109,7 +109,7 @@ async def test_a_late_event_is_replayed_and_the_position_waits_for_it(
     await commit_events(database_url, child.id, child.family_id, 3)
     await wait_for_status(database_url, "delivered", 3)
 
-    # seq 1 is still on its way: replay sends 2-4, but the client's position stays at 0.
+    # seq 1 is still on its way: the catch-up sends 2-4, but the client's position stays at 0.
     early = SocketRecorder(web, child.token)
     await early.connect(last_seq=0)
     await early.wait_until(lambda _: len(early.syncs) == 1)

@@ -247,7 +247,7 @@ async def test_listener_survives_backend_termination(
     emitter: PostgresManager,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="app.notifications")
+    caplog.set_level(logging.WARNING, logger="app.pg_notify")
     pid = await listening_pid(server.application_name)
     async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
         await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))

@@ -17,10 +17,12 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.db import create_engine, create_sessionmaker
 from app.families.models import User
 from app.outbox.asyncapi import build_document
 from app.outbox.staging import notify_channel_info
+from app.recurring import generation
 from app.recurring import service as recurring_service
 from app.recurring.models import TaskTemplate
 from app.recurring.schemas import WEEK, TaskTemplateCreate
@@ -84,7 +86,7 @@ async def generate(
     sessions: async_sessionmaker[AsyncSession], today: date, **kwargs: Any
 ) -> list[uuid.UUID]:
     async with sessions() as session, session.begin():
-        tasks = await recurring_service.generate_due_tasks(session=session, today=today, **kwargs)
+        tasks = await generation.generate_due_tasks(session=session, today=today, **kwargs)
         return [task.id for task in tasks]
 
 

@@ -1,4 +1,4 @@
-"""Replay on reconnect: a socket gets what it missed from the outbox before live events."""
+"""Catch-up on reconnect: a socket gets what it missed from the outbox before live events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.outbox.replay import events_after, stream_head
+from app.outbox.catch_up import events_after, stream_head
 from app.realtime import metrics
 from app.realtime.holding import HeldEmit, HoldingManager
 from app.schemas import CamelModel
@@ -22,7 +22,7 @@ CONNECT_WAIT_STEP_SECONDS = 0.005
 
 
 class SyncRequest(CamelModel):
-    """`sync.request` from a client: replay a stream after its position, then `sync`."""
+    """`sync.request` from a client: catch a stream up after its position, then `sync`."""
 
     last_seq: int = Field(ge=0)
     # The socket's own user stream when not given, or a chat stream (`chat:<id>`) it joined.
@@ -51,12 +51,12 @@ async def catch_up(
     """Send ``sid`` the events after ``last_seq`` (at most ``cap``), then ``sync``, then go live.
 
     The socket must be held (``manager.hold``) from before the outbox is read. ``sync`` says
-    ``recovered: true`` when the replay holds everything the client missed that can be sent;
+    ``recovered: true`` when the catch-up holds everything the client missed that can be sent;
     with ``false`` (a new client, over the cap, ``missing`` events that are dead or gone with
     retention, a position beyond the head) it must refetch its state. Its ``lastSeq`` is the
     client's position afterwards (docs/delivery.md).
     """
-    replayed: list[dict[str, Any]] = []
+    caught_up: list[dict[str, Any]] = []
     recovered, missing, resume_from = False, 0, None
     try:
         async with sessionmaker() as session:
@@ -65,12 +65,12 @@ async def catch_up(
             else:
                 page = await events_after(session, stream=stream, after=last_seq, limit=cap)
                 recovered, missing = page.complete and not page.has_more, page.missing
-                if page.has_more:  # over the cap: refetching is cheaper than replaying
+                if page.has_more:  # over the cap: refetching is cheaper than catching up
                     resume_from = page.head
                 else:
-                    replayed, resume_from = page.envelopes, page.last_seq
+                    caught_up, resume_from = page.envelopes, page.last_seq
     except SQLAlchemyError:
-        logger.warning("replay failed; the client must refetch", exc_info=True)
+        logger.warning("catch-up failed; the client must refetch", exc_info=True)
     # The connect handler returns before the server acknowledges the connection; anything
     # sent to the socket before that acknowledgement would be dropped by the client.
     for _ in range(CONNECT_WAIT_STEPS):
@@ -80,21 +80,22 @@ async def catch_up(
     else:
         manager.forget(sid)
         return
-    for envelope in replayed:
+    for envelope in caught_up:
         await manager.send_direct(sid, envelope["type"], envelope)
     sync = {
         "stream": stream,
         "recovered": recovered,
-        "replayed": len(replayed),
+        # The wire name of how many events the catch-up sent (clients read it).
+        "replayed": len(caught_up),
         "missing": missing,
         "lastSeq": resume_from,
     }
     await manager.send_direct(sid, "sync", sync)
     metrics.CATCH_UPS.labels("true" if recovered else "false").inc()
-    replayed_ids = {envelope["id"] for envelope in replayed}
+    sent_ids = {envelope["id"] for envelope in caught_up}
 
     def covered(held: HeldEmit) -> bool:
         _, _, data = held
-        return isinstance(data, dict) and data.get("id") in replayed_ids
+        return isinstance(data, dict) and data.get("id") in sent_ids
 
     await manager.release(sid, skip=covered)

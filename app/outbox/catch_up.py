@@ -26,7 +26,7 @@ class CatchUp:
 
     stream: str
     envelopes: list[dict[str, Any]]
-    # More events follow beyond the limit (a socket's replay then refetches instead).
+    # More events follow beyond the limit (a socket's catch-up then refetches instead).
     has_more: bool
     # Seqs after the position that can never be sent: dead, or deleted by retention.
     missing: int

@@ -1,4 +1,4 @@
-"""A push service on loopback for the tests, playing FCM/Mozilla autopush over real HTTPS.
+"""A push service on loopback for the tests and benchmarks, playing FCM/Mozilla autopush over HTTPS.
 
 It checks what a real push service checks: the VAPID ``Authorization`` header (an ES256 JWT
 signed by the configured key, ``aud`` = this origin, ``exp`` in the future and at most 24 h
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from app.push.vapid import b64url_decode, b64url_encode, load_public_key, public_key_bytes
+from app.vapid_keys import b64url_decode, b64url_encode, load_public_key, public_key_bytes
 
 HANG = "hang"
 URGENCIES = {"very-low", "low", "normal", "high"}

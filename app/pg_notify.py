@@ -31,7 +31,7 @@ async def listen(
     on_connect: Callable[[], None] | None = None,
     on_disconnect: Callable[[], None] | None = None,
 ) -> AsyncIterator[str]:
-    """Yield every notification payload on `channel` forever, reconnecting after failures."""
+    """Yield the payload of every NOTIFY on `channel` forever, reconnecting after failures."""
     listen_statement = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
     while True:
         try:
@@ -39,7 +39,7 @@ async def listen(
                 with_application_name(conninfo, f"listen:{channel}"), autocommit=True
             ) as conn:
                 await conn.execute(listen_statement)
-                # Only now can no notification be missed, so callers scan their table here.
+                # Only now can no NOTIFY be missed, so callers scan their table here.
                 if on_connect is not None:
                     on_connect()
                 while True:

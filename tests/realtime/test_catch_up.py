@@ -1,4 +1,4 @@
-"""Reconnect without loss: replay from the outbox on connect, and the same over REST."""
+"""Reconnect without loss: a catch-up from the outbox on connect, and the same over REST."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ async def child_of_new_family(api: httpx.AsyncClient) -> Member:
     return await add_member(api, parent, "Kim", "child")
 
 
-async def test_reconnect_replays_exactly_what_was_missed(
+async def test_reconnect_catches_up_exactly_what_was_missed(
     api: httpx.AsyncClient, web: str, database_url: str, dispatcher: ManagedProcess
 ) -> None:
     child = await child_of_new_family(api)
@@ -61,7 +61,7 @@ async def test_reconnect_replays_exactly_what_was_missed(
             "lastSeq": 205,
         }
     ]
-    # Live events follow the replay.
+    # Live events follow the catch-up.
     await commit_events(database_url, child.id, child.family_id, 1)
     await again.wait_until(lambda _: len(again.envelopes()) == 201)
     assert again.envelopes()[-1]["seq"] == 206
