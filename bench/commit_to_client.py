@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from contextlib import ExitStack
 from datetime import datetime
@@ -34,16 +33,17 @@ from harness import (
     cpu_percent,
     cpu_snapshot,
     free_port,
+    migrate,
     scratch_database,
     source_version,
     start_child,
     summarize_ms,
+    system_env,
     uvicorn_argv,
 )
 from psycopg.conninfo import conninfo_to_dict
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 WARMUP_EVENTS = 50
 PHASE_ROWS = [  # (label, key in a phase's results)
     ("receipt - 201 response", "receipt_minus_response_ms"),
@@ -72,17 +72,6 @@ def parse_args() -> argparse.Namespace:
         help="extra environment of the dispatcher, for experiments (repeatable)",
     )
     return parser.parse_args()
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def analyse(
@@ -256,8 +245,7 @@ def main() -> int:
     results: dict[str, Any] = {"args": vars(args), "source": source_version()}
     load = {"start": os.getloadavg()}
     with scratch_database(args.database_url, "bench_c2c") as database_url:
-        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-        subprocess.run(migrate, cwd=REPO_ROOT, env=system_env(database_url), check=True)
+        migrate(database_url, system_env(database_url))
         print("baseline A: NOTIFY -> LISTEN ...", flush=True)
         a = asyncio.run(notify_round_trips(database_url, args.samples))
         results["baseline_a_notify_listen_ms"] = summarize_ms(a)

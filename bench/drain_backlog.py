@@ -57,6 +57,7 @@ from harness import (
     scratch_database,
     source_version,
     start_child,
+    system_env,
     uvicorn_argv,
     wait_for_quiet,
     with_other_processes,
@@ -71,7 +72,6 @@ from app.tasks.schemas import TaskOut
 from dispatcher.settings import DispatcherSettings
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 ENTRYPOINT = "outbox_event"
 DISPATCHER_BATCH = DispatcherSettings.model_fields["batch_size"].default
 PHASES = {
@@ -150,17 +150,6 @@ def parse_args() -> argparse.Namespace:
         "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
     )
     return parser.parse_args()
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 # --- the backlog ------------------------------------------------------------------------------

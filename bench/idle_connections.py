@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 
 import psycopg
 from harness import (
+    JWT_SECRET,
     REPO_ROOT,
     Child,
     free_port,
@@ -51,12 +52,12 @@ from harness import (
     scratch_database,
     source_version,
     start_child,
+    system_env,
     uvicorn_argv,
     wait_for_quiet,
 )
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 BUDGET_KIB = 30
 WARMUP_CONNECTIONS = 300
 FAMILY_SIZE = 4
@@ -89,16 +90,6 @@ def parse_args() -> argparse.Namespace:
         "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
     )
     return parser.parse_args()
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 # --- the client process (``idle_connections.py --client URL TOKENS_FILE SOURCE_IP ...``) -----

@@ -4,7 +4,7 @@
 
 A backlog of ``--pushes`` push deliveries for ``--devices`` subscriptions is written straight
 into a scratch database's push queue; then the real dispatcher (``python -m dispatcher``, default
-push settings) drains it against the tests' loopback push service (tests/push/push_service.py),
+push settings) drains it against the loopback push service the tests use (bench/push_service.py),
 which checks each request's VAPID JWT and decrypts its aes128gcm body, on real HTTPS. The rate
 is taken from the rows' own ``sent_at`` (first to last). Beside it, a baseline: pywebpush's
 encryption alone, on one core. Prints a table and writes bench/results/push_throughput.json.
@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,16 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from harness import REPO_ROOT, cpu_percent, cpu_snapshot, scratch_database, start_child
+from harness import (
+    REPO_ROOT,
+    cpu_percent,
+    cpu_snapshot,
+    migrate,
+    scratch_database,
+    start_child,
+    system_env,
+)
 from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(REPO_ROOT))
+from push_service import PushService
+
 from app.push.notifications import encoded
 from app.push.vapid import generate_key_pair
-from tests.push.push_service import PushService
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 # A typical notification: a chat message's, body clipped at 240 characters.
 MESSAGE = {
     "id": "evt_123456",
@@ -56,21 +63,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=200, help="subscriptions they go to")
     parser.add_argument("--database-url", default=default_url)
     return parser.parse_args()
-
-
-def system_env(database_url: str, vapid_private_key: str, ca_file: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "APP_VAPID_PRIVATE_KEY": vapid_private_key,
-        "APP_VAPID_SUBJECT": "mailto:bench@family.test",
-        "DISPATCHER_METRICS_PORT": "0",
-        "DISPATCHER_PUSH_CA_FILE": str(ca_file),
-        "DISPATCHER_LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def encryption_baseline(seconds: float = 2.0) -> float:
@@ -146,7 +138,13 @@ async def measure(database_url: str, args: argparse.Namespace, log_dir: Path) ->
         await service.start()
         try:
             seed(database_url, service, args.pushes, args.devices)
-            env = system_env(database_url, private_key, service.ca_file)
+            env = system_env(
+                database_url,
+                APP_VAPID_PRIVATE_KEY=private_key,
+                APP_VAPID_SUBJECT="mailto:bench@family.test",
+                DISPATCHER_PUSH_CA_FILE=str(service.ca_file),
+                DISPATCHER_LOG_LEVEL="INFO",
+            )
             dispatcher = start_child(
                 "dispatcher", [sys.executable, "-m", "dispatcher"], env, log_dir
             )
@@ -188,9 +186,7 @@ def main() -> int:
     print("baseline: pywebpush encryption alone, one core ...", flush=True)
     results["encryption_only_per_second"] = round(encryption_baseline(), 1)
     with scratch_database(args.database_url, "bench_push") as database_url:
-        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-        env = {**os.environ, "DATABASE_URL": database_url, "APP_ENVIRONMENT": "test"}
-        subprocess.run(migrate, cwd=REPO_ROOT, env=env | {"APP_JWT_SECRET": JWT_SECRET}, check=True)
+        migrate(database_url, system_env(database_url))
         print(f"system: draining {args.pushes} pushes to {args.devices} devices ...", flush=True)
         results["system"] = asyncio.run(measure(database_url, args, log_dir))
     system = results["system"]

@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -42,17 +41,20 @@ import psycopg
 import socketio
 from family_api import PASSWORD, Member, Recorder, task_of
 from harness import (
+    JWT_SECRET,
     REPO_ROOT,
     Child,
     busy_cpu_seconds,
     cpu_percent,
     cpu_snapshot,
     free_port,
+    migrate,
     process_cpu_seconds,
     scratch_database,
     source_version,
     start_child,
     summarize_ms,
+    system_env,
     uvicorn_argv,
 )
 from psycopg.conninfo import conninfo_to_dict
@@ -72,7 +74,6 @@ from app.tasks.events import TaskDeleted
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOG_DIR = RESULTS_DIR / "replay_and_scale-logs"
-JWT_SECRET = "bench-secret-" + "x" * 40
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatchers LISTEN to
 MODES = ("postgres", "redis")
 BUSY_LIMIT = 50  # % of one core the machine may use before we start
@@ -108,18 +109,6 @@ def parse_args() -> argparse.Namespace:
     if any(mode not in MODES for mode in args.modes.split(",")):
         parser.error(f"--modes: choose from {', '.join(MODES)}")
     return args
-
-
-def system_env(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
 
 
 def machine_busy_percent(seconds: float = 2.0) -> float:
@@ -787,8 +776,7 @@ def main() -> int:
     results["machine_busy_percent_at_start"] = quiet.pop("busy_percent")
     results["load_average"] = quiet
     with scratch_database(args.database_url, "bench_replay") as database_url:
-        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-        subprocess.run(migrate, cwd=REPO_ROOT, env=system_env(database_url), check=True)
+        migrate(database_url, system_env(database_url))
         asyncio.run(measure(database_url, args, results))
     results["load_average"]["end"] = load_average()
     ok = report(results)

@@ -54,13 +54,13 @@ from harness import (
     scratch_database,
     source_version,
     start_child,
+    system_env,
     wait_for_quiet,
     with_other_processes,
 )
 from psycopg.conninfo import conninfo_to_dict
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 MODES = {
     "no_outbox": "no outbox (event never staged)  [baseline]",
     "outbox": "outbox row + seq + 1 NOTIFY/tx  [as deployed]",
@@ -91,17 +91,6 @@ def parse_args() -> argparse.Namespace:
     if args.writers % args.processes:
         parser.error("--writers must be a multiple of --processes")
     return args
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 # --- the worker process (``write_overhead.py --worker PARENT FAMILY CHILD,CHILD,...``) --------

@@ -4,41 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import service as auth_service
 from app.auth.passwords import hash_password
-from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role, User
-from app.outbox.staging import notify_channel_info
 from app.tasks import service as task_service
 from app.tasks.schemas import TaskCreate
-from tests.events import commit_events
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    yield create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
-    await engine.dispose()
+from tests.events import commit_events, sign_up_parent
 
 
 async def family_with_child(
     sessions: async_sessionmaker[AsyncSession],
 ) -> tuple[User, User]:
     async with sessions() as session, session.begin():
-        parent = await auth_service.signup(
-            session=session,
-            family_name="F",
-            display_name="P",
-            email=f"p-{uuid.uuid4().hex}@example.com",
-            password="correct horse battery",
-        )
+        parent = await sign_up_parent(session, sessions, email=f"p-{uuid.uuid4().hex}@example.com")
         child = await family_service.add_member(
             session=session,
             family_id=parent.family_id,

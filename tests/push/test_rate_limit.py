@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.push_service import PushService
 from tests.harness import add_member, signup
-from tests.push.push_service import PushService
 from tests.push.support import (
     deliveries,
     dispatcher_env,

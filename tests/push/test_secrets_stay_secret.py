@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
+from bench.push_service import PushService
 from tests.harness import TEST_JWT_SECRET, ManagedProcess, Member, SocketRecorder, web_process
-from tests.push.push_service import PushService
 from tests.push.support import ALLOWLIST, VAPID_SUBJECT, grant, subscribe
 
 PASSWORD = "correct horse battery"

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from bench.push_service import Browser, PushService
 from tests.harness import add_member, signup
-from tests.push.push_service import Browser, PushService
 from tests.push.support import subscribe, subscription_exists
 
 

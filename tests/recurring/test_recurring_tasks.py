@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,36 +12,26 @@ from typing import Any
 import httpx
 import jsonschema
 import psycopg
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import service as auth_service
 from app.auth.passwords import hash_password
-from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role, User
 from app.outbox.asyncapi import build_document
-from app.outbox.staging import notify_channel_info
 from app.recurring import service as recurring_service
 from app.recurring.models import TaskTemplate
 from app.recurring.schemas import WEEK, TaskTemplateCreate
 from app.tasks import service as task_service
+from tests.events import sign_up_parent
 from tests.harness import (
     ManagedProcess,
     SocketRecorder,
     add_member,
-    process_env,
     signup,
+    start_dispatcher_process,
 )
 
 MONDAY = date(2026, 3, 2)
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    yield create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
-    await engine.dispose()
 
 
 @dataclass
@@ -55,12 +43,8 @@ class Family:
 
 async def make_family(sessions: async_sessionmaker[AsyncSession]) -> Family:
     async with sessions() as session, session.begin():
-        parent = await auth_service.signup(
-            session=session,
-            family_name="F",
-            display_name="Ada",
-            email=f"ada-{uuid.uuid4().hex}@example.com",
-            password="correct horse battery",
+        parent = await sign_up_parent(
+            session, sessions, email=f"ada-{uuid.uuid4().hex}@example.com", display_name="Ada"
         )
         children = [
             await family_service.add_member(
@@ -365,18 +349,7 @@ async def test_template_api_permissions_and_validation(api: httpx.AsyncClient) -
 
 def start_dispatchers(database_url: str, log_dir: Path, count: int) -> list[ManagedProcess]:
     """``count`` dispatchers started together, so their start-up generation runs race."""
-    procs = [
-        ManagedProcess(
-            name=f"dispatcher-{n}",
-            args=[sys.executable, "-m", "dispatcher"],
-            env=process_env(database_url),
-            log_path=log_dir / f"dispatcher-{n}-{uuid.uuid4().hex[:8]}.log",
-        )
-        for n in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    return procs
+    return [start_dispatcher_process(database_url, log_dir) for _ in range(count)]
 
 
 def task_events(events: list[tuple[str, Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""A push service on loopback for the tests, playing FCM/Mozilla autopush over real HTTPS.
+"""A push service on loopback, playing FCM/Mozilla autopush over real HTTPS, for the tests and
+bench/push_throughput.py.
 
 It checks what a real push service checks: the VAPID ``Authorization`` header (an ES256 JWT
 signed by the configured key, ``aud`` = this origin, ``exp`` in the future and at most 24 h
