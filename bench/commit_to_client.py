@@ -30,10 +30,12 @@ from family_api import Recorder, sign_up_family, write_tasks
 from harness import (
     REPO_ROOT,
     Child,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot,
     free_port,
     migrate,
+    run_main,
     scratch_database,
     source_version,
     start_child,
@@ -55,7 +57,6 @@ PHASE_ROWS = [  # (label, key in a phase's results)
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--events", type=int, default=2000, help="events of the paced run")
     parser.add_argument("--rate", type=float, default=1000, help="target events/s, paced run")
     parser.add_argument("--writers", type=int, default=32, help="concurrent REST writers, paced")
@@ -63,7 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=1000, help="samples of each baseline")
     parser.add_argument("--streams", type=int, default=1, help="children the tasks go to in turn")
     parser.add_argument("--settle", type=float, default=30, help="s to wait for stragglers")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument(
         "--dispatcher-env",
         action="append",
@@ -266,8 +267,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import signal
@@ -10,11 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 import httpx
@@ -25,6 +26,22 @@ from psycopg.conninfo import conninfo_to_dict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 JWT_SECRET = "bench-secret-" + "x" * 40
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def add_database_url_option(parser: argparse.ArgumentParser) -> None:
+    """``--database-url``: the server a benchmark makes its scratch database on."""
+    default = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    parser.add_argument("--database-url", default=default, help="server for the scratch DB")
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s code; on Ctrl-C (its context managers have cleaned up), 130."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
+        sys.exit(130)
 
 
 def system_env(database_url: str, **extra: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from harness import (
     REPO_ROOT,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot,
     migrate,
@@ -58,10 +59,9 @@ MESSAGE = {
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--pushes", type=int, default=5000, help="push deliveries to drain")
     parser.add_argument("--devices", type=int, default=200, help="subscriptions they go to")
-    parser.add_argument("--database-url", default=default_url)
+    add_database_url_option(parser)
     return parser.parse_args()
 
 
@@ -142,6 +142,8 @@ async def measure(database_url: str, args: argparse.Namespace, log_dir: Path) ->
                 database_url,
                 APP_VAPID_PRIVATE_KEY=private_key,
                 APP_VAPID_SUBJECT="mailto:bench@family.test",
+                # The loopback push service (the default list has real push services only).
+                APP_PUSH_ENDPOINT_ALLOWLIST=json.dumps(["127.0.0.1"]),
                 DISPATCHER_PUSH_CA_FILE=str(service.ca_file),
                 DISPATCHER_LOG_LEVEL="INFO",
             )

@@ -44,12 +44,14 @@ from harness import (
     JWT_SECRET,
     REPO_ROOT,
     Child,
+    add_database_url_option,
     busy_cpu_seconds,
     cpu_percent,
     cpu_snapshot,
     free_port,
     migrate,
     process_cpu_seconds,
+    run_main,
     scratch_database,
     source_version,
     start_child,
@@ -84,8 +86,7 @@ WriterSessions = async_sessionmaker[AsyncSession]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="mode b's Redis")
     parser.add_argument("--events", type=int, default=2000, help="events of the scale-out run")
     parser.add_argument(
@@ -788,8 +789,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -44,6 +44,7 @@ from harness import (
     JWT_SECRET,
     REPO_ROOT,
     Child,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     free_port,
@@ -51,6 +52,7 @@ from harness import (
     migrate,
     raise_fd_limit,
     rss_kib,
+    run_main,
     scratch_database,
     source_version,
     start_child,
@@ -86,8 +88,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument("--seconds", type=float, default=600, help="how long events are offered")
     parser.add_argument("--clients", type=int, default=500, help="members, one socket each")
     parser.add_argument("--family-size", type=int, default=5, help="members per family")
@@ -1016,8 +1017,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -46,11 +46,13 @@ import psycopg
 from harness import (
     REPO_ROOT,
     Child,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     load_average,
     migrate,
     percentile,
+    run_main,
     scratch_database,
     source_version,
     start_child,
@@ -72,7 +74,6 @@ WRITTEN_TABLES = "tasks, outbox_events, outbox_recipients, stream_sequences"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--writers", type=int, default=16, help="concurrent writers in all")
     parser.add_argument("--processes", type=int, default=2, help="worker processes they share")
     parser.add_argument("--seconds", type=float, default=15, help="measured seconds per phase")
@@ -83,7 +84,7 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="run the real dispatcher throughout (it drains the outbox while writers write)",
     )
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument(
         "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
     )
@@ -432,8 +433,4 @@ if __name__ == "__main__":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(worker_main(sys.argv[2], sys.argv[3], sys.argv[4].split(",")))
         sys.exit(0)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)
