@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from contextlib import ExitStack
 from datetime import datetime
@@ -31,19 +30,22 @@ from family_api import Recorder, sign_up_family, write_tasks
 from harness import (
     REPO_ROOT,
     Child,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot,
     free_port,
+    migrate,
+    run_main,
     scratch_database,
     source_version,
     start_child,
     summarize_ms,
+    system_env,
     uvicorn_argv,
 )
 from psycopg.conninfo import conninfo_to_dict
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 WARMUP_EVENTS = 50
 PHASE_ROWS = [  # (label, key in a phase's results)
     ("receipt - 201 response", "receipt_minus_response_ms"),
@@ -55,7 +57,6 @@ PHASE_ROWS = [  # (label, key in a phase's results)
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--events", type=int, default=2000, help="events of the paced run")
     parser.add_argument("--rate", type=float, default=1000, help="target events/s, paced run")
     parser.add_argument("--writers", type=int, default=32, help="concurrent REST writers, paced")
@@ -63,7 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=1000, help="samples of each baseline")
     parser.add_argument("--streams", type=int, default=1, help="children the tasks go to in turn")
     parser.add_argument("--settle", type=float, default=30, help="s to wait for stragglers")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument(
         "--dispatcher-env",
         action="append",
@@ -72,17 +73,6 @@ def parse_args() -> argparse.Namespace:
         help="extra environment of the dispatcher, for experiments (repeatable)",
     )
     return parser.parse_args()
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def analyse(
@@ -256,8 +246,7 @@ def main() -> int:
     results: dict[str, Any] = {"args": vars(args), "source": source_version()}
     load = {"start": os.getloadavg()}
     with scratch_database(args.database_url, "bench_c2c") as database_url:
-        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-        subprocess.run(migrate, cwd=REPO_ROOT, env=system_env(database_url), check=True)
+        migrate(database_url, system_env(database_url))
         print("baseline A: NOTIFY -> LISTEN ...", flush=True)
         a = asyncio.run(notify_round_trips(database_url, args.samples))
         results["baseline_a_notify_listen_ms"] = summarize_ms(a)
@@ -278,8 +267,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -49,14 +49,17 @@ from family_api import sign_up_family
 from harness import (
     REPO_ROOT,
     Child,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     free_port,
     load_average,
     migrate,
+    run_main,
     scratch_database,
     source_version,
     start_child,
+    system_env,
     uvicorn_argv,
     wait_for_quiet,
     with_other_processes,
@@ -71,7 +74,6 @@ from app.tasks.schemas import TaskOut
 from dispatcher.settings import DispatcherSettings
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 ENTRYPOINT = "outbox_event"
 DISPATCHER_BATCH = DispatcherSettings.model_fields["batch_size"].default
 PHASES = {
@@ -125,10 +127,9 @@ WHERE id = ANY(%(ids)s)
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--events", type=int, default=100_000, help="backlog size")
     parser.add_argument("--streams", type=int, default=1000, help="user streams it spreads over")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument(
         "--phases",
         default=",".join(PHASES),
@@ -150,17 +151,6 @@ def parse_args() -> argparse.Namespace:
         "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
     )
     return parser.parse_args()
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 # --- the backlog ------------------------------------------------------------------------------
@@ -667,8 +657,4 @@ if __name__ == "__main__":
         # The database URL comes in the environment: it may hold a password.
         runner_main(sys.argv[2], os.environ["DATABASE_URL"], int(sys.argv[3]), sys.argv[4:])
         sys.exit(0)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import signal
@@ -10,11 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 import httpx
@@ -25,6 +26,22 @@ from psycopg.conninfo import conninfo_to_dict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 JWT_SECRET = "bench-secret-" + "x" * 40
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def add_database_url_option(parser: argparse.ArgumentParser) -> None:
+    """``--database-url``: the server a benchmark makes its scratch database on."""
+    default = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    parser.add_argument("--database-url", default=default, help="server for the scratch DB")
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s code; on Ctrl-C (its context managers have cleaned up), 130."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
+        sys.exit(130)
 
 
 def system_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -88,14 +105,18 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
 
 @dataclass
 class Child:
-    """A child process in its own session (Ctrl-C reaches only us; we stop it in order)."""
+    """A child process in its own session (Ctrl-C reaches only us; we stop it in order), its
+    output in a log file. The tests' processes are these too (tests/harness.py)."""
 
     name: str
     process: subprocess.Popen[str]
     log_path: Path
 
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
+        return self.log()[-chars:]
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -103,9 +124,10 @@ class Child:
                 f"{self.name} exited ({self.process.returncode}):\n{self.log_tail()}"
             )
 
-    def wait_for_log(self, text: str, timeout: float = 20) -> None:
+    def wait_for_log(self, text: str, *, count: int = 1, timeout: float = 20) -> None:
+        """Wait until ``text`` has been logged ``count`` times."""
         deadline = time.monotonic() + timeout
-        while text not in self.log_path.read_text(errors="replace"):
+        while self.log().count(text) < count:
             self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: {text!r} not logged\n{self.log_tail()}")
@@ -128,7 +150,12 @@ class Child:
         """User + system CPU time the process has used so far."""
         return process_cpu_seconds(self.process.pid)
 
-    def stop(self, timeout: float = 10) -> None:
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` s; returns the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -136,13 +163,21 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        return self.process.returncode
 
 
 def start_child(
-    name: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path, *, pipes: bool = False
+    name: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    pipes: bool = False,
+    log_name: str | None = None,
 ) -> Child:
-    """Start ``args``; output goes to a log file, or stdin/stdout are pipes when ``pipes``."""
-    log_path = log_dir / f"{name}.log"
+    """Start ``args``; output goes to a log file (``log_name``, default ``<name>.log``), or
+    stdin/stdout are pipes when ``pipes``."""
+    log_path = log_dir / (log_name or f"{name}.log")
     with log_path.open("a") as log:
         process = subprocess.Popen(
             list(args),

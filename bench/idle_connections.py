@@ -41,22 +41,25 @@ from typing import Any, NoReturn
 
 import psycopg
 from harness import (
+    JWT_SECRET,
     REPO_ROOT,
     Child,
+    add_database_url_option,
     free_port,
     load_average,
     migrate,
     raise_fd_limit,
     rss_kib,
+    run_main,
     scratch_database,
     source_version,
     start_child,
+    system_env,
     uvicorn_argv,
     wait_for_quiet,
 )
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 BUDGET_KIB = 30
 WARMUP_CONNECTIONS = 300
 FAMILY_SIZE = 4
@@ -64,7 +67,6 @@ FAMILY_SIZE = 4
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--connections", type=int, default=10_000, help="idle sockets to hold")
     parser.add_argument("--clients", type=int, default=4, help="client processes they split over")
     parser.add_argument("--hold", type=float, default=30, help="seconds they must stay connected")
@@ -84,21 +86,11 @@ def parse_args() -> argparse.Namespace:
         help="extra uvicorn argument for both servers, e.g. --uvicorn-arg=--ws=wsproto",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="only the real web process")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument(
         "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
     )
     return parser.parse_args()
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 # --- the client process (``idle_connections.py --client URL TOKENS_FILE SOURCE_IP ...``) -----
@@ -538,8 +530,4 @@ if __name__ == "__main__":
                 )
             )
         sys.exit(0)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 import tempfile
 import time
 import uuid
@@ -30,9 +28,11 @@ from typing import Any
 import httpx
 from harness import (
     REPO_ROOT,
+    add_database_url_option,
     free_port,
     load_average,
     migrate,
+    run_main,
     scratch_database,
     source_version,
     start_child,
@@ -50,12 +50,11 @@ P99_BUDGET_MS = 250.0
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--floods", type=int, default=5, help="floods, one address each")
     parser.add_argument("--logins", type=int, default=60, help="concurrent log-ins per flood")
     parser.add_argument("--baseline-seconds", type=float, default=10, help="/v1/me with no flood")
     parser.add_argument("--short", action="store_true", help="one flood, a 3 s baseline")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     args = parser.parse_args()
     if args.short:
         args.floods, args.baseline_seconds = 1, 3.0
@@ -185,8 +184,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; web stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from harness import REPO_ROOT, cpu_percent, cpu_snapshot, scratch_database, start_child
+from harness import (
+    REPO_ROOT,
+    add_database_url_option,
+    cpu_percent,
+    cpu_snapshot,
+    migrate,
+    scratch_database,
+    start_child,
+    system_env,
+)
 from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -34,7 +42,6 @@ from app.vapid_keys import generate_key_pair
 from doubles.push_service import PushService
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 # A typical notification: a chat message's, body clipped at 240 characters.
 MESSAGE = {
     "id": "evt_123456",
@@ -51,26 +58,10 @@ MESSAGE = {
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--pushes", type=int, default=5000, help="push deliveries to drain")
     parser.add_argument("--devices", type=int, default=200, help="subscriptions they go to")
-    parser.add_argument("--database-url", default=default_url)
+    add_database_url_option(parser)
     return parser.parse_args()
-
-
-def system_env(database_url: str, vapid_private_key: str, ca_file: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "APP_VAPID_PRIVATE_KEY": vapid_private_key,
-        "APP_VAPID_SUBJECT": "mailto:bench@family.test",
-        "DISPATCHER_METRICS_PORT": "0",
-        "DISPATCHER_PUSH_CA_FILE": str(ca_file),
-        "DISPATCHER_LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def encryption_baseline(seconds: float = 2.0) -> float:
@@ -146,7 +137,15 @@ async def measure(database_url: str, args: argparse.Namespace, log_dir: Path) ->
         await service.start()
         try:
             seed(database_url, service, args.pushes, args.devices)
-            env = system_env(database_url, private_key, service.ca_file)
+            env = system_env(
+                database_url,
+                APP_VAPID_PRIVATE_KEY=private_key,
+                APP_VAPID_SUBJECT="mailto:bench@family.test",
+                # The loopback push service (the default list has real push services only).
+                APP_PUSH_ENDPOINT_ALLOWLIST=json.dumps(["127.0.0.1"]),
+                DISPATCHER_PUSH_CA_FILE=str(service.ca_file),
+                DISPATCHER_LOG_LEVEL="INFO",
+            )
             dispatcher = start_child(
                 "dispatcher", [sys.executable, "-m", "dispatcher"], env, log_dir
             )
@@ -188,9 +187,7 @@ def main() -> int:
     print("baseline: pywebpush encryption alone, one core ...", flush=True)
     results["encryption_only_per_second"] = round(encryption_baseline(), 1)
     with scratch_database(args.database_url, "bench_push") as database_url:
-        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-        env = {**os.environ, "DATABASE_URL": database_url, "APP_ENVIRONMENT": "test"}
-        subprocess.run(migrate, cwd=REPO_ROOT, env=env | {"APP_JWT_SECRET": JWT_SECRET}, check=True)
+        migrate(database_url, system_env(database_url))
         print(f"system: draining {args.pushes} pushes to {args.devices} devices ...", flush=True)
         results["system"] = asyncio.run(measure(database_url, args, log_dir))
     system = results["system"]

@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -42,17 +41,22 @@ import psycopg
 import socketio
 from family_api import PASSWORD, Member, Recorder, task_of
 from harness import (
+    JWT_SECRET,
     REPO_ROOT,
     Child,
+    add_database_url_option,
     busy_cpu_seconds,
     cpu_percent,
     cpu_snapshot,
     free_port,
+    migrate,
     process_cpu_seconds,
+    run_main,
     scratch_database,
     source_version,
     start_child,
     summarize_ms,
+    system_env,
     uvicorn_argv,
 )
 from psycopg.conninfo import conninfo_to_dict
@@ -72,7 +76,6 @@ from app.tasks.events import TaskDeleted
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOG_DIR = RESULTS_DIR / "replay_and_scale-logs"
-JWT_SECRET = "bench-secret-" + "x" * 40
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatchers LISTEN to
 MODES = ("postgres", "redis")
 BUSY_LIMIT = 50  # % of one core the machine may use before we start
@@ -83,8 +86,7 @@ WriterSessions = async_sessionmaker[AsyncSession]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="mode b's Redis")
     parser.add_argument("--events", type=int, default=2000, help="events of the scale-out run")
     parser.add_argument(
@@ -108,18 +110,6 @@ def parse_args() -> argparse.Namespace:
     if any(mode not in MODES for mode in args.modes.split(",")):
         parser.error(f"--modes: choose from {', '.join(MODES)}")
     return args
-
-
-def system_env(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
 
 
 def machine_busy_percent(seconds: float = 2.0) -> float:
@@ -787,8 +777,7 @@ def main() -> int:
     results["machine_busy_percent_at_start"] = quiet.pop("busy_percent")
     results["load_average"] = quiet
     with scratch_database(args.database_url, "bench_replay") as database_url:
-        migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-        subprocess.run(migrate, cwd=REPO_ROOT, env=system_env(database_url), check=True)
+        migrate(database_url, system_env(database_url))
         asyncio.run(measure(database_url, args, results))
     results["load_average"]["end"] = load_average()
     ok = report(results)
@@ -800,8 +789,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -41,8 +41,10 @@ import psycopg
 import socketio
 from family_api import PASSWORD, Member, task_of
 from harness import (
+    JWT_SECRET,
     REPO_ROOT,
     Child,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     free_port,
@@ -50,10 +52,12 @@ from harness import (
     migrate,
     raise_fd_limit,
     rss_kib,
+    run_main,
     scratch_database,
     source_version,
     start_child,
     summarize_ms,
+    system_env,
     uvicorn_argv,
     with_other_processes,
 )
@@ -71,7 +75,6 @@ from app.tasks.events import TaskDeleted
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOG_DIR = RESULTS_DIR / "soak-logs"
-JWT_SECRET = "bench-secret-" + "x" * 40
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatcher LISTENs to
 SECONDS_PER_DAY = 86400
 GAP_WAIT = 0.5  # s a gap stays open before a client asks for a catch-up (docs/delivery.md)
@@ -85,8 +88,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument("--seconds", type=float, default=600, help="how long events are offered")
     parser.add_argument("--clients", type=int, default=500, help="members, one socket each")
     parser.add_argument("--family-size", type=int, default=5, help="members per family")
@@ -126,20 +128,6 @@ def parse_args() -> argparse.Namespace:
     if args.warmup >= args.seconds:
         parser.error(f"--seconds must exceed the warm-up ({args.warmup:g} s)")
     return args
-
-
-def system_env(database_url: str, args: argparse.Namespace) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "APP_JWT_TTL_SECONDS": str(token_ttl(args)),
-        "DISPATCHER_METRICS_PORT": "0",
-        "DISPATCHER_RETENTION_DAYS": repr(args.retention_seconds / SECONDS_PER_DAY),
-        "DISPATCHER_PURGE_INTERVAL_SECONDS": repr(args.purge_interval),
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def token_ttl(args: argparse.Namespace) -> int:
@@ -970,7 +958,12 @@ def print_timeline(samples: list[dict[str, Any]], rows: int = 12) -> None:
 
 def run_system(database_url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Start the web and dispatcher processes on ``database_url``; drive the load through them."""
-    env = system_env(database_url, args)
+    env = system_env(
+        database_url,
+        APP_JWT_TTL_SECONDS=str(token_ttl(args)),
+        DISPATCHER_RETENTION_DAYS=repr(args.retention_seconds / SECONDS_PER_DAY),
+        DISPATCHER_PURGE_INTERVAL_SECONDS=repr(args.purge_interval),
+    )
     migrate(database_url, env)
     port = free_port()
     with ExitStack() as stack:
@@ -1024,8 +1017,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

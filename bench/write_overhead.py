@@ -46,21 +46,23 @@ import psycopg
 from harness import (
     REPO_ROOT,
     Child,
+    add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     load_average,
     migrate,
     percentile,
+    run_main,
     scratch_database,
     source_version,
     start_child,
+    system_env,
     wait_for_quiet,
     with_other_processes,
 )
 from psycopg.conninfo import conninfo_to_dict
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-JWT_SECRET = "bench-secret-" + "x" * 40
 MODES = {
     "no_outbox": "no outbox (event never staged)  [baseline]",
     "outbox": "outbox row + seq + 1 NOTIFY/tx  [as deployed]",
@@ -72,7 +74,6 @@ WRITTEN_TABLES = "tasks, outbox_events, outbox_recipients, stream_sequences"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--writers", type=int, default=16, help="concurrent writers in all")
     parser.add_argument("--processes", type=int, default=2, help="worker processes they share")
     parser.add_argument("--seconds", type=float, default=15, help="measured seconds per phase")
@@ -83,7 +84,7 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="run the real dispatcher throughout (it drains the outbox while writers write)",
     )
-    parser.add_argument("--database-url", default=default_url, help="server for the scratch DB")
+    add_database_url_option(parser)
     parser.add_argument(
         "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
     )
@@ -91,17 +92,6 @@ def parse_args() -> argparse.Namespace:
     if args.writers % args.processes:
         parser.error("--writers must be a multiple of --processes")
     return args
-
-
-def system_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENVIRONMENT": "test",
-        "APP_JWT_SECRET": JWT_SECRET,
-        "DISPATCHER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 # --- the worker process (``write_overhead.py --worker PARENT FAMILY CHILD,CHILD,...``) --------
@@ -444,8 +434,4 @@ if __name__ == "__main__":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(worker_main(sys.argv[2], sys.argv[3], sys.argv[4].split(",")))
         sys.exit(0)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

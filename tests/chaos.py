@@ -37,18 +37,17 @@ from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
+from bench.harness import with_dbname
 from tests.harness import (
-    REPO_ROOT,
     ManagedProcess,
     Member,
     StreamFollower,
     add_member,
     dispatcher_process,
-    process_env,
+    outbox_cli,
     signup,
     stop_while_holding_leases,
     web_process,
-    with_dbname,
 )
 from tests.throwaway import ThrowawayPostgres, ThrowawayRedis, migrate
 
@@ -474,7 +473,7 @@ async def poison_then_replay(system: System, scenario: Scenario) -> None:
     with psycopg.connect(system.database_url, autocommit=True) as conn:
         conn.execute("UPDATE outbox_events SET version = 1 WHERE version = 99")
     replayed = await asyncio.to_thread(
-        outbox_cli, system.database_url, "replay", "--status", "dead", "--rate", "1000"
+        cli_output, system.database_url, "replay", "--status", "dead", "--rate", "1000"
     )
     scenario_note(system, f"replay: {replayed.strip().splitlines()[-1] if replayed else ''}")
     await asyncio.sleep(system.knobs.run_seconds / 4)
@@ -487,7 +486,7 @@ async def retention_while_offline(system: System, scenario: Scenario) -> None:
         await client.follower.disconnect()
     await asyncio.sleep(system.knobs.run_seconds / 3)
     # Retention purges everything delivered so far while they are away.
-    purged = await asyncio.to_thread(outbox_cli, system.database_url, "purge", "--older-than", "0s")
+    purged = await asyncio.to_thread(cli_output, system.database_url, "purge", "--older-than", "0s")
     scenario_note(system, purged.strip().splitlines()[-1] if purged.strip() else "purged")
     await asyncio.gather(*(system.reconnect(c, c.web_index) for c in away))
     await asyncio.sleep(system.knobs.run_seconds / 3)
@@ -507,18 +506,9 @@ def scenario_note(system: System, note: str) -> None:
     system.notes.append(note)
 
 
-def outbox_cli(database_url: str, *args: str) -> str:
-    import subprocess
-
-    completed = subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", *args],
-        env=process_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+def cli_output(database_url: str, *args: str) -> str:
+    """What ``outbox ARGS`` printed, for a scenario's notes."""
+    completed = outbox_cli(database_url, *args, timeout=120)
     return completed.stdout + completed.stderr
 
 

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
@@ -13,15 +14,21 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import create_engine, create_sessionmaker
+from app.outbox.staging import notify_channel_info
+from bench.harness import with_dbname
 from tests.harness import (
     REPO_ROOT,
     TEST_JWT_SECRET,
     ManagedProcess,
     dispatcher_process,
     web_process,
-    with_dbname,
 )
+
+if TYPE_CHECKING:  # Playwright is imported by the browser fixtures only, when they run.
+    from playwright.async_api import Browser, Page
 
 UNIT_DIR = Path(__file__).resolve().parent / "unit"
 # What a unit test may not use: each needs a database server or starts a process.
@@ -126,5 +133,54 @@ async def api(web: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The app's own sessions on the test's database, for tests that write through services:
+    their outbox events NOTIFY the dispatchers as the web process's do."""
+    engine = create_engine(database_url)
+    yield create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
+    await engine.dispose()
+
+
+@pytest.fixture
 def jwt_secret() -> str:
     return TEST_JWT_SECRET
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium; missing is a failure, not a skip, since CI installs it."""
+    from tests.browser.support import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: install Debian's chromium package "
+            "(apt-get install chromium; .ci/run does this). Never `playwright install`."
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    """A headless Chromium driven by Playwright."""
+    from playwright.async_api import async_playwright
+
+    from tests.browser.support import CHROMIUM_ARGS
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh browser context's page; an uncaught script error fails the test."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    await context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"

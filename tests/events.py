@@ -1,9 +1,11 @@
-"""Committing outbox events straight through the staging API, for tests that need many."""
+"""In-process helpers: committing outbox events straight through the staging API (for tests
+that need many), signing up through the services, reading the outbox."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import psycopg
 
@@ -11,6 +13,7 @@ from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import EventPayload, notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
+from tests.harness import SocketRecorder
 
 
 async def commit_events(
@@ -55,3 +58,32 @@ async def wait_until_delivered(database_url: str, count: int, within: float = 30
             if row is not None and row[0] >= count:
                 return
             await asyncio.sleep(0.05)
+
+
+def outbox_statuses(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM outbox_events GROUP BY status").fetchall()
+    return dict(rows)
+
+
+class FutureTaskDeleted(TaskDeleted):
+    """A version this dispatcher does not know yet, as a newer writer might stage."""
+
+    event_version = 2
+
+
+# The domain events under test; connection signals (sync, presence) are someone else's.
+DOMAIN_PREFIXES = ("task.", "karma.", "claim.")
+
+
+def domain_events(events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return [(name, envelope) for name, envelope in events if name.startswith(DOMAIN_PREFIXES)]
+
+
+async def wait_for(recorder: SocketRecorder, count: int) -> None:
+    """Until ``recorder`` has received at least ``count`` domain events."""
+    await recorder.wait_until(lambda events: len(domain_events(events)) >= count)
+
+
+def data_of(recorder: SocketRecorder) -> list[tuple[str, Any]]:
+    return [(name, envelope["data"]) for name, envelope in domain_events(recorder.events)]

@@ -1,39 +1,37 @@
-"""Real processes and real clients for the tests: uvicorn, the dispatcher, Socket.IO clients."""
+"""Real processes and real clients for the tests: uvicorn, the dispatcher, Socket.IO clients.
+
+The process handling is the benchmarks' (bench/harness.py; tests may import bench, never the
+reverse): a test's ``ManagedProcess`` is a ``bench.harness.Child``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import jwt
 import psycopg
 import socketio
-from psycopg.conninfo import conninfo_to_dict
+
+from bench.harness import Child as ManagedProcess
+from bench.harness import free_port, start_child
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 DEADLINE_SECONDS = 15.0
-
-
-def with_dbname(url: str, dbname: str) -> str:
-    """``url`` pointing at another database, still as a URL (SQLAlchemy needs one)."""
-    params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
-    params["dbname"] = dbname
-    return "postgresql://?" + urlencode(params)
 
 
 def terminate_listeners(database_url: str, channel: str) -> int:
@@ -46,13 +44,6 @@ def terminate_listeners(database_url: str, channel: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def process_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -74,104 +65,63 @@ def process_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class ManagedProcess:
-    """A child process whose output goes to a log file the test can read and wait on."""
-
-    name: str
-    args: list[str]
-    env: Mapping[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(
-                self.args, env=dict(self.env), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_for_log(self, text: str, *, count: int = 1, timeout: float = DEADLINE_SECONDS) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log().count(text) < count:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {text!r} not logged\n{self.log()[-3000:]}")
-            time.sleep(0.05)
-
-    def check_alive(self) -> None:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self, timeout: float = 10) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
 def web_process(
     database_url: str, log_dir: Path, *, log_level: str = "warning", **env: str
 ) -> tuple[ManagedProcess, str]:
     """A started uvicorn serving the app; returns it with its base URL once it answers."""
     port = free_port()
-    proc = ManagedProcess(
-        name=f"web:{port}",
-        args=[
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            log_level,
-        ],
-        env=process_env(database_url, **env),
-        log_path=log_dir / f"web-{port}.log",
+    argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
+    proc = start_child(
+        f"web:{port}", argv, process_env(database_url, **env), log_dir, log_name=f"web-{port}.log"
     )
-    proc.start()
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        proc.check_alive()
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return proc, base_url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"web did not start:\n{proc.log()}")
-        time.sleep(0.05)
+    try:
+        proc.wait_for_http(f"{base_url}/healthz", timeout=DEADLINE_SECONDS)
+    except TimeoutError:
+        proc.stop()
+        raise
+    return proc, base_url
 
 
 def dispatcher_process(database_url: str, log_dir: Path, **env: str) -> ManagedProcess:
     """A started ``python -m dispatcher`` whose drain loop is running."""
-    proc = ManagedProcess(
-        name="dispatcher",
-        args=[sys.executable, "-m", "dispatcher"],
-        env=process_env(database_url, **env),
-        log_path=log_dir / f"dispatcher-{uuid.uuid4().hex[:8]}.log",
-    )
-    proc.start()
-    proc.wait_for_log("dispatcher worker started")
+    proc = start_dispatcher_process(database_url, log_dir, **env)
+    proc.wait_for_log("dispatcher worker started", timeout=DEADLINE_SECONDS)
     return proc
+
+
+def start_dispatcher_process(database_url: str, log_dir: Path, **env: str) -> ManagedProcess:
+    """``python -m dispatcher``, started (not waited for)."""
+    return start_child(
+        "dispatcher",
+        [sys.executable, "-m", "dispatcher"],
+        process_env(database_url, **env),
+        log_dir,
+        log_name=f"dispatcher-{uuid.uuid4().hex[:8]}.log",
+    )
+
+
+def outbox_cli(
+    database_url: str, *args: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``outbox ARGS`` (dispatcher.cli) against ``database_url``, run to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", *args],
+        env=process_env(database_url, **env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def outbox_cli_json(database_url: str, *args: str) -> Any:
+    """``outbox ARGS --json``, which must succeed; its parsed output."""
+    result = outbox_cli(database_url, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def leased_rows(database_url: str, owner_pid: int | None) -> int:
@@ -439,3 +389,37 @@ async def log_in(api: httpx.AsyncClient, member: Member) -> Member:
     )
     assert login.status_code == 200, login.text
     return member.with_tokens(login.json()["accessToken"], login.json()["refreshToken"])
+
+
+async def child_of_new_family(api: httpx.AsyncClient) -> Member:
+    """A child (Kim) of a new family whose parent is Ada, logged in."""
+    parent = await signup(api, "Ada")
+    return await add_member(api, parent, "Kim", "child")
+
+
+async def grant(
+    api: httpx.AsyncClient, parent: Member, member: Member, amount: int, reason: str = "Helping out"
+) -> dict[str, Any]:
+    """``parent`` grants ``member`` karma over REST; the ledger entry."""
+    response = await api.post(
+        "/v1/karma/grant",
+        headers=parent.headers,
+        json={"userId": member.id, "amount": amount, "reason": reason},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def create_task(
+    api: httpx.AsyncClient, parent: Member, assignees: list[Member], **fields: object
+) -> dict[str, Any]:
+    """A task ``parent`` creates over REST for ``assignees`` (title Dishes unless given)."""
+    response = await api.post(
+        f"/v1/families/{parent.family_id}/tasks",
+        headers=parent.headers,
+        json={"title": "Dishes", "assignedTo": [m.id for m in assignees], **fields},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

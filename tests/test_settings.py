@@ -13,7 +13,8 @@ from psycopg import sql
 
 from app import vapid_keys
 from app.settings import Settings
-from tests.harness import REPO_ROOT, free_port, with_dbname
+from bench.harness import with_dbname
+from tests.harness import REPO_ROOT, free_port
 
 REAL_SECRET = "s" * 40
 

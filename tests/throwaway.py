@@ -21,6 +21,8 @@ from alembic import command
 from alembic.config import Config
 from psycopg import sql
 
+from bench.harness import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_USER = "postgres"
 READY_TIMEOUT_SECONDS = 30.0
@@ -33,14 +35,6 @@ StopMode = Literal["fast", "immediate"]
 
 class ThrowawayError(RuntimeError):
     """A throwaway server failed to start, stop or become ready."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _tail(path: Path) -> str:

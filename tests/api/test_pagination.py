@@ -12,18 +12,17 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import psycopg
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
-from tests.browser.test_web_client import CHROMIUM, CHROMIUM_ARGS, DEADLINE_MS, log_in
+from tests.browser.support import DEADLINE_MS, log_in
 from tests.harness import Member, add_member, signup
 
 BULK = 100  # rows inserted in one statement: one created_at for all of them
@@ -378,31 +377,6 @@ async def test_openapi_documents_the_parameters_and_headers(api: httpx.AsyncClie
 
 
 # ---- the web client --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium, as tests/browser uses it; missing is a failure, not a skip."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package (.ci/run does)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def page(chromium: Path) -> AsyncIterator[Page]:
-    """A headless Chromium page (as in tests/browser); an uncaught script error fails the test."""
-    async with async_playwright() as playwright:
-        browser: Browser = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        context = await browser.new_context()
-        new_page = await context.new_page()
-        errors: list[str] = []
-        new_page.on("pageerror", lambda error: errors.append(str(error)))
-        yield new_page
-        await context.close()
-        await browser.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 async def test_the_web_client_still_shows_every_task_and_member(

@@ -2,75 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
+from tests.browser.support import DEADLINE_MS, PASSWORD, log_in
 from tests.harness import (
     ManagedProcess,
-    Member,
     add_member,
     signup,
     terminate_listeners,
     web_process,
 )
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "correct horse battery"  # the one tests.harness gives every member
-DEADLINE_MS = 15_000
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; missing is a failure, not a skip, since CI installs it."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} not found: install Debian's chromium package "
-            "(apt-get install chromium; .ci/run does this). Never `playwright install`."
-        )
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    """A headless Chromium driven by Playwright."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A fresh browser context's page; an uncaught script error fails the test."""
-    context = await browser.new_context()
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    await context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
-
-
-async def log_in(page: Page, web: str, member: Member, password: str = PASSWORD) -> None:
-    await page.goto(web)
-    await page.fill("#login-email", member.email)
-    await page.fill("#login-password", password)
-    await page.click("#login-submit")
 
 
 async def test_child_sees_a_new_task_live_and_completes_it(

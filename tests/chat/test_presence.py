@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import create_engine, create_sessionmaker
 from app.realtime.presence import users_with_visible_app
 from tests.harness import (
     DEADLINE_SECONDS,
@@ -64,13 +63,6 @@ async def wait_for_no_socket_rows(database_url: str, member: Member) -> None:
     while await socket_rows(database_url, member):
         assert time.monotonic() < deadline, "presence rows were never removed"
         await asyncio.sleep(0.05)  # poll interval
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url, pool_size=1)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 @pytest.fixture

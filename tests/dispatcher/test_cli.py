@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -17,30 +15,15 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from dispatcher.liveness import LIVENESS_LOCK_CLASS
-from tests.harness import REPO_ROOT, ManagedProcess, free_port, process_env
+from tests.harness import ManagedProcess, free_port
+from tests.harness import outbox_cli as cli
+from tests.harness import outbox_cli_json as cli_json
 
 PAYLOAD = {"title": "dishes"}
 ERRORS = [
     {"at": "2026-01-01T00:00:00+00:00", "attempt": 1, "owner": "d1", "error": "timeout"},
     {"at": "2026-01-01T00:01:00+00:00", "attempt": 2, "owner": "d2", "error": "refused"},
 ]
-
-
-def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", *args],
-        env=process_env(database_url, **env),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def cli_json(database_url: str, *args: str) -> Any:
-    result = cli(database_url, *args, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def insert(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,15 +10,14 @@ from typing import Any
 import httpx
 import psycopg
 
-from app.tasks.events import TaskDeleted
-from tests.events import commit_events, wait_until_delivered
+from tests.events import FutureTaskDeleted, commit_events, outbox_statuses, wait_until_delivered
 from tests.harness import (
     ManagedProcess,
     SocketRecorder,
     add_member,
     dispatcher_process,
     free_port,
-    process_env,
+    outbox_cli,
     signup,
     terminate_listeners,
 )
@@ -28,12 +25,6 @@ from tests.harness import (
 
 def received_ids(recorder: SocketRecorder) -> set[str]:
     return {envelope["id"] for _, envelope in recorder.events}
-
-
-def outbox_statuses(database_url: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT status, count(*) FROM outbox_events GROUP BY status").fetchall()
-    return dict(rows)
 
 
 async def listening_child(api: httpx.AsyncClient, web: str) -> tuple[Any, SocketRecorder]:
@@ -151,23 +142,6 @@ async def test_polling_alone_delivers_when_notify_is_off(
         assert [n async for n in listener.notifies(timeout=0.5)] == []
     assert [envelope["seq"] for envelope in recorder.envelopes()] == [1, 2, 3, 4, 5]
     assert outbox_statuses(database_url) == {"delivered": 5}
-
-
-class FutureTaskDeleted(TaskDeleted):
-    """A version this dispatcher does not know yet, as a newer writer might stage."""
-
-    event_version = 2
-
-
-def outbox_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", *args],
-        env=process_env(database_url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def test_poison_event_dies_without_blocking_others_and_replay_delivers_it(

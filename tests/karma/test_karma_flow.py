@@ -7,50 +7,16 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, connected, signup
-
-
-async def grant(
-    api: httpx.AsyncClient, parent: Member, member: Member, amount: int, reason: str
-) -> dict[str, Any]:
-    response = await api.post(
-        "/v1/karma/grant",
-        headers=parent.headers,
-        json={"userId": member.id, "amount": amount, "reason": reason},
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def create_task(
-    api: httpx.AsyncClient, parent: Member, assignees: list[Member], **fields: object
-) -> dict[str, Any]:
-    response = await api.post(
-        f"/v1/families/{parent.family_id}/tasks",
-        headers=parent.headers,
-        json={"title": "Dishes", "assignedTo": [m.id for m in assignees], **fields},
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-# The domain events under test; connection signals (sync, presence) are someone else's.
-DOMAIN_PREFIXES = ("task.", "karma.", "claim.")
-
-
-def domain_events(events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    return [(name, envelope) for name, envelope in events if name.startswith(DOMAIN_PREFIXES)]
-
-
-async def wait_for(recorder: SocketRecorder, count: int) -> None:
-    """Until ``recorder`` has received at least ``count`` domain events."""
-    await recorder.wait_until(lambda events: len(domain_events(events)) >= count)
-
-
-def data_of(recorder: SocketRecorder) -> list[tuple[str, Any]]:
-    return [(name, envelope["data"]) for name, envelope in domain_events(recorder.events)]
+from tests.events import data_of, domain_events, wait_for
+from tests.harness import (
+    ManagedProcess,
+    Member,
+    add_member,
+    connected,
+    create_task,
+    grant,
+    signup,
+)
 
 
 async def test_grant_reaches_only_the_receiver(

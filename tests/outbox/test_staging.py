@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
-from app.db import create_engine, create_sessionmaker
 from app.families.models import User
-from app.outbox.staging import notify_channel_info
 from app.tasks import service as task_service
 from app.tasks.schemas import TaskCreate
 from tests.events import commit_events
 from tests.families import new_family
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    yield create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
-    await engine.dispose()
 
 
 async def family_with_child(

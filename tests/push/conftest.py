@@ -27,14 +27,22 @@ async def push_service(tmp_path: Path, vapid_keys: tuple[str, str]) -> AsyncIter
 
 
 @pytest.fixture
-def web(database_url: str, log_dir: Path, vapid_keys: tuple[str, str]) -> Iterator[str]:
+def push_endpoint_allowlist() -> str:
+    """The web process's APP_PUSH_ENDPOINT_ALLOWLIST (a test module may override it)."""
+    return ALLOWLIST
+
+
+@pytest.fixture
+def web(
+    database_url: str, log_dir: Path, vapid_keys: tuple[str, str], push_endpoint_allowlist: str
+) -> Iterator[str]:
     """The web process knows only the public key, and allows the loopback push service."""
     proc, base_url = web_process(
         database_url,
         log_dir,
         APP_VAPID_PUBLIC_KEY=vapid_keys[1],
         APP_VAPID_SUBJECT=VAPID_SUBJECT,
-        APP_PUSH_ENDPOINT_ALLOWLIST=ALLOWLIST,
+        APP_PUSH_ENDPOINT_ALLOWLIST=push_endpoint_allowlist,
     )
     yield base_url
     proc.stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,8 @@ import httpx
 import psycopg
 
 from doubles.push_service import Browser, PushService
-from tests.harness import REPO_ROOT, ManagedProcess, Member, dispatcher_process, process_env
+from tests import harness
+from tests.harness import ManagedProcess, Member, dispatcher_process
 
 VAPID_SUBJECT = "mailto:push-tests@family.test"
 # The loopback push service, besides a real one.
@@ -56,12 +55,8 @@ async def subscribe(api: httpx.AsyncClient, member: Member, browser: Browser) ->
 
 
 async def grant(api: httpx.AsyncClient, parent: Member, member: Member, amount: int) -> None:
-    response = await api.post(
-        "/v1/karma/grant",
-        headers=parent.headers,
-        json={"userId": member.id, "amount": amount, "reason": f"Tidied up x{amount}"},
-    )
-    assert response.status_code == 201, response.text
+    """Karma for ``member``, whose push then says "Tidied up x<amount>"."""
+    await harness.grant(api, parent, member, amount, f"Tidied up x{amount}")
 
 
 async def event_ids(api: httpx.AsyncClient, member: Member, event_type: str) -> list[str]:
@@ -93,19 +88,6 @@ def pending_pushes(database_url: str) -> int:
         row = conn.execute("SELECT count(*) FROM push_deliveries WHERE status <> 'sent'").fetchone()
     assert row is not None
     return int(row[0])
-
-
-def outbox_cli(database_url: str, *args: str) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", *args, "--json"],
-        env=process_env(database_url),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def deliveries(database_url: str, subscription_id: str) -> list[tuple[str, int]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,14 +20,12 @@ import pytest
 
 from app.push.endpoints import EndpointNotAllowed, check_endpoint
 from doubles.push_service import Browser, PushService
-from tests.harness import Member, add_member, signup, web_process
+from tests.harness import Member, add_member, outbox_cli_json, signup
 from tests.push.support import (
-    VAPID_SUBJECT,
     deliveries,
     dispatcher_env,
     eventually,
     grant,
-    outbox_cli,
     start_dispatcher,
     subscribe,
 )
@@ -37,16 +35,8 @@ ALLOWLIST = ["127.0.0.1", "fcm.googleapis.com", "*.notify.windows.com"]
 
 
 @pytest.fixture
-def web(database_url: str, log_dir: Path, vapid_keys: tuple[str, str]) -> Iterator[str]:
-    proc, base_url = web_process(
-        database_url,
-        log_dir,
-        APP_VAPID_PUBLIC_KEY=vapid_keys[1],
-        APP_VAPID_SUBJECT=VAPID_SUBJECT,
-        APP_PUSH_ENDPOINT_ALLOWLIST=json.dumps(ALLOWLIST),
-    )
-    yield base_url
-    proc.stop()
+def push_endpoint_allowlist() -> str:
+    return json.dumps(ALLOWLIST)
 
 
 class ConnectionCounter:
@@ -305,7 +295,7 @@ async def test_stored_endpoints_that_are_not_allowed_get_no_connection(
             )
         assert counter.connections == 0
         assert len(push_service.pushes(working)) == 2
-        dead = outbox_cli(database_url, "list", "--push", "--status", "dead")
+        dead = outbox_cli_json(database_url, "list", "--push", "--status", "dead")
         assert sum("endpoint not allowed" in (d["last_error"] or "") for d in dead) == 2 + 3 * len(
             bad
         )
@@ -343,7 +333,7 @@ async def test_no_redirect_is_followed(
             ]
         await asyncio.sleep(0.5)  # time for a follow-up request that must not come
         assert counter.connections == 0
-        dead = outbox_cli(database_url, "list", "--push", "--status", "dead")
+        dead = outbox_cli_json(database_url, "list", "--push", "--status", "dead")
         assert sorted(d["last_error"] for d in dead) == [f"HTTP {s}" for s in sorted(redirects)]
     finally:
         dispatcher.stop()

@@ -9,17 +9,12 @@ import httpx
 from tests.events import commit_events, wait_until_delivered
 from tests.harness import (
     ManagedProcess,
-    Member,
     SocketRecorder,
     add_member,
+    child_of_new_family,
     signup,
     web_process,
 )
-
-
-async def child_of_new_family(api: httpx.AsyncClient) -> Member:
-    parent = await signup(api, "Ada")
-    return await add_member(api, parent, "Kim", "child")
 
 
 async def test_reconnect_catches_up_exactly_what_was_missed(

@@ -13,26 +13,13 @@ import socketio
 
 from tests.harness import (
     ManagedProcess,
-    Member,
     SocketRecorder,
     add_member,
     connected,
+    create_task,
     signup,
     web_process,
 )
-
-
-async def create_task(
-    api: httpx.AsyncClient, parent: Member, assignees: list[Member], **fields: object
-) -> dict[str, object]:
-    response = await api.post(
-        f"/v1/families/{parent.family_id}/tasks",
-        headers=parent.headers,
-        json={"title": "Dishes", "assignedTo": [m.id for m in assignees], **fields},
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, object] = response.json()
-    return body
 
 
 def task_ids(recorder: SocketRecorder, event_type: str) -> list[str]:

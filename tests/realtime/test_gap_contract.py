@@ -9,13 +9,13 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
-from tests.dispatcher.test_dispatcher import FutureTaskDeleted, outbox_cli, outbox_statuses
-from tests.events import commit_events, wait_until_delivered
+from tests.events import FutureTaskDeleted, commit_events, outbox_statuses, wait_until_delivered
 from tests.harness import (
     ManagedProcess,
     SocketRecorder,
+    child_of_new_family,
+    outbox_cli,
 )
-from tests.realtime.test_catch_up import child_of_new_family
 
 
 async def wait_for_status(database_url: str, status: str, count: int, within: float = 20) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.chat.test_chat_flow import call, create_chat, error_code, post_message
+from tests.chat.support import call, create_chat, error_code, post_message
 from tests.harness import ManagedProcess, SocketRecorder, add_member, connected, signup
 
 

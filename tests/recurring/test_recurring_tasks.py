@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,14 +12,11 @@ from typing import Any
 import httpx
 import jsonschema
 import psycopg
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
-from app.db import create_engine, create_sessionmaker
 from app.families.models import User
 from app.outbox.asyncapi import build_document
-from app.outbox.staging import notify_channel_info
 from app.recurring import generation
 from app.recurring import service as recurring_service
 from app.recurring.models import TaskTemplate
@@ -32,18 +27,11 @@ from tests.harness import (
     ManagedProcess,
     SocketRecorder,
     add_member,
-    process_env,
     signup,
+    start_dispatcher_process,
 )
 
 MONDAY = date(2026, 3, 2)
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url)
-    yield create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
-    await engine.dispose()
 
 
 @dataclass
@@ -348,18 +336,7 @@ async def test_template_api_permissions_and_validation(api: httpx.AsyncClient) -
 
 def start_dispatchers(database_url: str, log_dir: Path, count: int) -> list[ManagedProcess]:
     """``count`` dispatchers started together, so their start-up generation runs race."""
-    procs = [
-        ManagedProcess(
-            name=f"dispatcher-{n}",
-            args=[sys.executable, "-m", "dispatcher"],
-            env=process_env(database_url),
-            log_path=log_dir / f"dispatcher-{n}-{uuid.uuid4().hex[:8]}.log",
-        )
-        for n in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    return procs
+    return [start_dispatcher_process(database_url, log_dir) for _ in range(count)]
 
 
 def task_events(events: list[tuple[str, Any]]) -> list[dict[str, Any]]:

@@ -8,36 +8,20 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.harness import ManagedProcess, Member, SocketRecorder, add_member, connected, signup
-
-# The domain events under test; connection signals (sync, presence) are someone else's.
-DOMAIN_PREFIXES = ("task.", "karma.", "claim.")
-
-
-def domain_events(events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    return [(name, envelope) for name, envelope in events if name.startswith(DOMAIN_PREFIXES)]
-
-
-async def wait_for(recorder: SocketRecorder, count: int) -> None:
-    """Until ``recorder`` has received at least ``count`` domain events."""
-    await recorder.wait_until(lambda events: len(domain_events(events)) >= count)
-
-
-def data_of(recorder: SocketRecorder) -> list[tuple[str, Any]]:
-    return [(name, envelope["data"]) for name, envelope in domain_events(recorder.events)]
+from tests.events import data_of, domain_events, wait_for
+from tests.harness import (
+    ManagedProcess,
+    Member,
+    SocketRecorder,
+    add_member,
+    connected,
+    grant,
+    signup,
+)
 
 
 def names(recorder: SocketRecorder) -> list[str]:
     return [name for name, _ in domain_events(recorder.events)]
-
-
-async def grant(api: httpx.AsyncClient, parent: Member, member: Member, amount: int) -> None:
-    response = await api.post(
-        "/v1/karma/grant",
-        headers=parent.headers,
-        json={"userId": member.id, "amount": amount, "reason": "Helping out"},
-    )
-    assert response.status_code == 201, response.text
 
 
 async def create_reward(
