@@ -228,6 +228,8 @@ class StreamFollower(SocketRecorder):
     seen_ids: set[str] = field(default_factory=set)
     duplicates: int = 0
     refetches: int = 0
+    # The highest position a refetch took: the refetched state covers every seq up to it.
+    refetched_through: int = 0
     requests: int = 0
     # When each event id first arrived (monotonic clock), for commit -> client latency.
     arrived: dict[str, float] = field(default_factory=dict)
@@ -273,6 +275,7 @@ class StreamFollower(SocketRecorder):
             self.refetches += 1
             if sync["lastSeq"] is not None:
                 self.position = sync["lastSeq"]
+                self.refetched_through = max(self.refetched_through, sync["lastSeq"])
         elif sync["lastSeq"] is not None:
             self.position = max(self.position or 0, sync["lastSeq"])
         self._absorb()
