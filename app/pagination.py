@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request, Response
-from sqlalchemy import Select, literal, tuple_
+from sqlalchemy import Select, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app.db import Base
 from app.errors import AppError
 from app.schemas import NUL
 
@@ -58,7 +59,22 @@ class PageRequest:
     cursor: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ListRequest(PageRequest):
+    """A list endpoint's page request, with the request and response its next link needs."""
+
+    request: Request
+    response: Response
+
+    def answer(self, page: Page[T]) -> list[T]:
+        """The rows of ``page``, with the response pointing at the page after it."""
+        link_next_page(self.request, self.response, page)
+        return page.items
+
+
 def _page_request(
+    request: Request,
+    response: Response,
     limit: Annotated[
         int,
         Query(
@@ -79,12 +95,12 @@ def _page_request(
             ),
         ),
     ] = None,
-) -> PageRequest:
-    return PageRequest(limit=limit, cursor=cursor)
+) -> ListRequest:
+    return ListRequest(limit=limit, cursor=cursor, request=request, response=response)
 
 
-# The ``limit`` and ``cursor`` query parameters of a list endpoint.
-PageParams = Annotated[PageRequest, Depends(_page_request)]
+# The ``limit`` and ``cursor`` query parameters of a list endpoint; ``answer`` sets its links.
+PageParams = Annotated[ListRequest, Depends(_page_request)]
 
 # ``responses=`` of a list endpoint: the headers of its 200 in the OpenAPI document.
 PAGINATED_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -144,6 +160,26 @@ async def fetch_page(
     rows = rows[: page.limit]
     last = [getattr(rows[-1], column.key) for column in order]
     return Page(items=rows, limit=page.limit, next_cursor=encode_cursor(last))
+
+
+Row = TypeVar("Row", bound=Base)
+
+
+async def family_rows_oldest_first(
+    session: AsyncSession, model: type[Row], *, family_id: uuid.UUID, page: PageRequest
+) -> Page[Row]:
+    """A page of ``family_id``'s rows of ``model``, oldest first: by ``created_at``, then ``id``.
+
+    ``model`` has ``id``, ``family_id`` and ``created_at`` columns (mypy cannot say so of a
+    mapped class, hence ``columns``).
+    """
+    columns: Any = model
+    return await fetch_page(
+        session,
+        select(model).where(columns.family_id == family_id),
+        order=(columns.created_at, columns.id),
+        page=page,
+    )
 
 
 def encode_cursor(values: Sequence[object]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, status
 
 from app.auth.dependencies import CurrentUser
 from app.auth.passwords import hash_password
@@ -12,7 +12,7 @@ from app.db import DbSession
 from app.errors import ErrorBody
 from app.families import service as family_service
 from app.families.schemas import MemberIn, MemberOut
-from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
+from app.pagination import PAGINATED_RESPONSES, PageParams
 
 router = APIRouter(tags=["families"])
 
@@ -61,8 +61,6 @@ async def list_members(
     actor: CurrentUser,
     session: DbSession,
     page: PageParams,
-    request: Request,
-    response: Response,
 ) -> list[MemberOut]:
     """List the family's members, a page at a time.
 
@@ -70,5 +68,4 @@ async def list_members(
     """
     family_service.require_same_family(actor, family_id)
     members = await family_service.list_members(session=session, family_id=family_id, page=page)
-    link_next_page(request, response, members)
-    return [MemberOut.model_validate(m) for m in members.items]
+    return [MemberOut.model_validate(m) for m in page.answer(members)]

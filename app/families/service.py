@@ -12,7 +12,7 @@ from app.auth.sessions import revoke_sessions
 from app.errors import AlreadyExists, Conflict, Forbidden, NotFound
 from app.families import events as family_events
 from app.families.models import Family, Role, User
-from app.pagination import Page, PageRequest, fetch_page
+from app.pagination import Page, PageRequest, family_rows_oldest_first
 
 
 class LastParent(Conflict):
@@ -99,13 +99,8 @@ def require_parent(actor: User) -> None:
 async def list_members(
     *, session: AsyncSession, family_id: uuid.UUID, page: PageRequest
 ) -> Page[User]:
-    """A page of the family's members: by ``created_at``, then ``id``."""
-    return await fetch_page(
-        session,
-        select(User).where(User.family_id == family_id),
-        order=(User.created_at, User.id),
-        page=page,
-    )
+    """A page of the family's members, oldest first: by ``created_at``, then ``id``."""
+    return await family_rows_oldest_first(session, User, family_id=family_id, page=page)
 
 
 async def family_members_by_id(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
-from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
+from app.pagination import PAGINATED_RESPONSES, PageParams
 from app.recurring import service as recurring_service
 from app.recurring.schemas import TaskTemplateCreate, TaskTemplateOut
 
@@ -25,8 +25,6 @@ async def list_templates(
     actor: CurrentUser,
     session: DbSession,
     page: PageParams,
-    request: Request,
-    response: Response,
 ) -> list[TaskTemplateOut]:
     """List the family's recurring task templates, a page at a time.
 
@@ -35,8 +33,7 @@ async def list_templates(
     templates = await recurring_service.list_templates(
         session=session, actor=actor, family_id=family_id, page=page
     )
-    link_next_page(request, response, templates)
-    return [TaskTemplateOut.of(t) for t in templates.items]
+    return [TaskTemplateOut.of(t) for t in page.answer(templates)]
 
 
 @router.post(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound
 from app.families import service as family_service
 from app.families.models import User
-from app.pagination import Page, PageRequest, fetch_page
+from app.pagination import Page, PageRequest, family_rows_oldest_first
 from app.recurring.models import TaskTemplate
 from app.recurring.schemas import TaskTemplateCreate
 
@@ -20,12 +19,7 @@ async def list_templates(
 ) -> Page[TaskTemplate]:
     """A page of the family's templates, oldest first: by ``created_at``, then ``id``."""
     family_service.require_same_family(actor, family_id)
-    return await fetch_page(
-        session,
-        select(TaskTemplate).where(TaskTemplate.family_id == family_id),
-        order=(TaskTemplate.created_at, TaskTemplate.id),
-        page=page,
-    )
+    return await family_rows_oldest_first(session, TaskTemplate, family_id=family_id, page=page)
 
 
 async def create_template(

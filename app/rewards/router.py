@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
-from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
+from app.pagination import PAGINATED_RESPONSES, PageParams
 from app.rewards import service as reward_service
 from app.rewards.models import ClaimStatus
 from app.rewards.schemas import ClaimOut, RewardIn, RewardOut
@@ -25,15 +25,12 @@ async def list_rewards(
     actor: CurrentUser,
     session: DbSession,
     page: PageParams,
-    request: Request,
-    response: Response,
 ) -> list[RewardOut]:
     """List the family's rewards, oldest first (by `createdAt`, then `id`), a page at a time."""
     rewards = await reward_service.list_rewards(
         session=session, actor=actor, family_id=family_id, page=page
     )
-    link_next_page(request, response, rewards)
-    return [RewardOut.model_validate(r) for r in rewards.items]
+    return [RewardOut.model_validate(r) for r in page.answer(rewards)]
 
 
 @router.post(
@@ -70,8 +67,6 @@ async def list_claims(
     actor: CurrentUser,
     session: DbSession,
     page: PageParams,
-    request: Request,
-    response: Response,
     status_filter: Annotated[
         ClaimStatus | None, Query(alias="status", description="Only the claims in this status.")
     ] = None,
@@ -83,8 +78,7 @@ async def list_claims(
     claims = await reward_service.list_claims(
         session=session, actor=actor, family_id=family_id, status=status_filter, page=page
     )
-    link_next_page(request, response, claims)
-    return [ClaimOut.model_validate(c) for c in claims.items]
+    return [ClaimOut.model_validate(c) for c in page.answer(claims)]
 
 
 @router.post("/claims/{claim_id}/approve", response_model=ClaimOut)

@@ -18,7 +18,7 @@ from app.families import service as family_service
 from app.families.models import User
 from app.karma import service as karma_service
 from app.karma.models import KarmaSource
-from app.pagination import Page, PageRequest, fetch_page
+from app.pagination import Page, PageRequest, family_rows_oldest_first, fetch_page
 from app.rewards import events as reward_events
 from app.rewards.models import ClaimStatus, Reward, RewardClaim
 from app.rewards.schemas import RewardIn
@@ -37,12 +37,7 @@ async def list_rewards(
 ) -> Page[Reward]:
     """A page of the family's rewards, oldest first: by ``created_at``, then ``id``."""
     family_service.require_same_family(actor, family_id)
-    return await fetch_page(
-        session,
-        select(Reward).where(Reward.family_id == family_id),
-        order=(Reward.created_at, Reward.id),
-        page=page,
-    )
+    return await family_rows_oldest_first(session, Reward, family_id=family_id, page=page)
 
 
 async def create_reward(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
-from app.pagination import PAGINATED_RESPONSES, PageParams, link_next_page
+from app.pagination import PAGINATED_RESPONSES, PageParams
 from app.tasks import service as task_service
 from app.tasks.schemas import TaskCreate, TaskOut, TaskUpdate
 
@@ -23,15 +23,12 @@ async def list_tasks(
     actor: CurrentUser,
     session: DbSession,
     page: PageParams,
-    request: Request,
-    response: Response,
 ) -> list[TaskOut]:
     """List the family's tasks, oldest first (by `createdAt`, then `id`), a page at a time."""
     tasks = await task_service.list_tasks(
         session=session, actor=actor, family_id=family_id, page=page
     )
-    link_next_page(request, response, tasks)
-    return [TaskOut.of(t) for t in tasks.items]
+    return [TaskOut.of(t) for t in page.answer(tasks)]
 
 
 @router.post(

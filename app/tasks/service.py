@@ -14,7 +14,7 @@ from app.errors import Conflict, Forbidden, NotFound
 from app.families import service as family_service
 from app.families.models import User
 from app.karma import service as karma_service
-from app.pagination import Page, PageRequest, fetch_page
+from app.pagination import Page, PageRequest, family_rows_oldest_first
 from app.tasks import events as task_events
 from app.tasks.models import Task, task_assignees
 from app.tasks.schemas import TaskCreate, TaskUpdate
@@ -42,12 +42,7 @@ async def list_tasks(
 ) -> Page[Task]:
     """A page of the family's tasks, oldest first: by ``created_at``, then ``id``."""
     family_service.require_same_family(actor, family_id)
-    return await fetch_page(
-        session,
-        select(Task).where(Task.family_id == family_id),
-        order=(Task.created_at, Task.id),
-        page=page,
-    )
+    return await family_rows_oldest_first(session, Task, family_id=family_id, page=page)
 
 
 async def create_task(
