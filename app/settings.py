@@ -71,7 +71,7 @@ class Settings(DatabaseSettings):
     login_attempts_per_address: int = Field(default=100, ge=1)
     login_attempts_per_account: int = Field(default=10, ge=1)
     # Most events a reconnecting socket's catch-up sends; past it the client refetches its state.
-    replay_cap: int = Field(default=500, ge=0, le=10_000)
+    catch_up_cap: int = Field(default=500, ge=0, le=10_000)
     # Client-originated socket events (chat.join, chat.typing, app.visibility, ...) draw from a
     # token bucket per socket; a flood is answered with `rate_limited` acks and dropped.
     socket_events_per_second: float = Field(default=10.0, gt=0)

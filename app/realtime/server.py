@@ -93,7 +93,7 @@ def create_socket_server(
                 sid=sid,
                 stream=stream,
                 last_seq=last_seq,
-                cap=settings.replay_cap,
+                cap=settings.catch_up_cap,
             )
 
     async def sync_request(client: ClientSocket, request: SyncRequest) -> Ack:
