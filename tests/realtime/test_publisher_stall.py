@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -44,7 +45,7 @@ async def test_a_hung_publisher_does_not_wedge_socket_connects(
                 other = await add_member(api, parent, "Lou", "child")
             watcher = SocketRecorder(base_url, parent.token)
             await watcher.connect()  # its presence announcement opens the publisher
-            stopped = publisher_backend(database_url)
+            stopped = await asyncio.to_thread(publisher_backend, database_url)
             # A half-open connection, as far as the web process can tell: nothing comes back.
             os.kill(stopped, signal.SIGSTOP)
 
