@@ -46,6 +46,7 @@ from tests.harness import (
     add_member,
     dispatcher_process,
     outbox_cli,
+    run_sql,
     signup,
     stop_while_holding_leases,
     web_process,
@@ -326,14 +327,12 @@ class System:
         """Wait until nothing is pending and every client's position reached its head."""
         deadline = time.monotonic() + self.knobs.settle_seconds
         while time.monotonic() < deadline:
-            with psycopg.connect(self.database_url) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM outbox_events WHERE status = 'pending'"
-                ).fetchone()
-                heads = dict(
-                    conn.execute("SELECT stream, last_seq FROM stream_sequences").fetchall()
-                )
-            pending = row[0] if row else 0
+            [(pending,)] = await run_sql(
+                self.database_url, "SELECT count(*) FROM outbox_events WHERE status = 'pending'"
+            )
+            heads = dict(
+                await run_sql(self.database_url, "SELECT stream, last_seq FROM stream_sequences")
+            )
             behind = [
                 c for c in self.clients if (c.follower.position or 0) != heads.get(c.stream, 0)
             ]
@@ -471,11 +470,11 @@ async def manager_channel_loss(system: System, scenario: Scenario) -> None:
             assert redis is not None
             await asyncio.to_thread(redis.restart, 2.0)
         else:
-            with psycopg.connect(system.database_url, autocommit=True) as conn:
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND application_name = 'listen:socketio'"
-                )
+            await run_sql(
+                system.database_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'listen:socketio'",
+            )
     await asyncio.sleep(system.knobs.run_seconds / 3)
 
 
@@ -490,8 +489,7 @@ async def poison_then_replay(system: System, scenario: Scenario) -> None:
     finally:
         await engine.dispose()
     # The operator ships the fix (the version is known after all) and replays the dead rows.
-    with psycopg.connect(system.database_url, autocommit=True) as conn:
-        conn.execute("UPDATE outbox_events SET version = 1 WHERE version = 99")
+    await run_sql(system.database_url, "UPDATE outbox_events SET version = 1 WHERE version = 99")
     replayed = await asyncio.to_thread(
         cli_output, system.database_url, "replay", "--status", "dead", "--rate", "1000"
     )

@@ -124,6 +124,13 @@ def outbox_cli_json(database_url: str, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+async def run_sql(database_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run ``query`` in a transaction of its own (committed); its rows, if it returns any."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchall() if cursor.description else []
+
+
 def leased_rows(database_url: str, owner_pid: int | None) -> int:
     """Pending rows under a live lease (of the dispatcher with this pid: owners name it)."""
     with psycopg.connect(database_url) as conn:
@@ -144,7 +151,9 @@ async def stop_while_holding_leases(
     pid = proc.process.pid
     for _ in range(500):
         os.kill(pid, signal.SIGSTOP)
-        if held := leased_rows(database_url, None if only_dispatcher else pid):
+        if held := await asyncio.to_thread(
+            leased_rows, database_url, None if only_dispatcher else pid
+        ):
             return held
         os.kill(pid, signal.SIGCONT)
         await asyncio.sleep(0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ async def test_ready_with_a_database(api: httpx.AsyncClient) -> None:
 async def test_not_ready_without_one_and_no_connection_details_leak(log_dir: Path) -> None:
     port = free_port()  # nothing listens here
     unreachable = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    web, base_url = web_process(unreachable, log_dir)
+    web, base_url = await asyncio.to_thread(web_process, unreachable, log_dir)
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             answer = await client.get("/readyz")

@@ -14,12 +14,11 @@ from typing import Any
 
 import httpx
 import jwt
-import psycopg
 import pytest
 import socketio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.harness import Member, add_member, connected, log_in, signup
+from tests.harness import Member, add_member, connected, log_in, run_sql, signup
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -59,8 +58,7 @@ async def test_untrusted_tokens_are_refused_with_their_reason(
     parent = await signup(api, "Ada")
     stranger = await signup(api, "Bob")
     deleted = await add_member(api, parent, "Kim", "child")
-    with psycopg.connect(database_url) as conn:
-        conn.execute("DELETE FROM users WHERE id = %s", (deleted.id,))
+    await run_sql(database_url, "DELETE FROM users WHERE id = %s", deleted.id)
     removed = await add_member(api, parent, "Lou", "child")
     gone = await api.delete(
         f"/v1/families/{parent.family_id}/members/{removed.id}", headers=parent.headers

@@ -24,7 +24,9 @@ def from_address(address: str) -> dict[str, str]:
 async def test_a_login_flood_is_throttled_without_stalling_anyone(
     database_url: str, log_dir: Path
 ) -> None:
-    web, base_url = web_process(database_url, log_dir, APP_LOGIN_WINDOW_SECONDS=str(WINDOW_SECONDS))
+    web, base_url = await asyncio.to_thread(
+        web_process, database_url, log_dir, APP_LOGIN_WINDOW_SECONDS=str(WINDOW_SECONDS)
+    )
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
             victim = await signup(api, "Ada")
@@ -79,7 +81,9 @@ async def test_a_login_flood_is_throttled_without_stalling_anyone(
 
 async def test_only_failures_count_against_an_address(database_url: str, log_dir: Path) -> None:
     # A school or an office shares one address: its members' good logins never add up.
-    web, base_url = web_process(database_url, log_dir, APP_LOGIN_ATTEMPTS_PER_ADDRESS="5")
+    web, base_url = await asyncio.to_thread(
+        web_process, database_url, log_dir, APP_LOGIN_ATTEMPTS_PER_ADDRESS="5"
+    )
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
             member = await signup(api, "Ada")

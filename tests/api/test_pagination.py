@@ -18,12 +18,11 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
-import psycopg
 import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.support import DEADLINE_MS, log_in
-from tests.harness import Member, add_member, signup
+from tests.harness import Member, add_member, run_sql, signup
 
 BULK = 100  # rows inserted in one statement: one created_at for all of them
 DEFAULT_LIMIT = 100
@@ -41,14 +40,8 @@ class Listing:
     filters: dict[str, str]
 
 
-def sql(database_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(database_url) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def ids(database_url: str, query: str, *params: Any) -> list[str]:
-    return [str(row[0]) for row in sql(database_url, query, *params)]
+async def ids(database_url: str, query: str, *params: Any) -> list[str]:
+    return [str(row[0]) for row in await run_sql(database_url, query, *params)]
 
 
 async def created(api: httpx.AsyncClient, member: Member, url: str, body: Any) -> dict[str, Any]:
@@ -68,7 +61,7 @@ async def tasks_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
     url = f"/v1/families/{parent.family_id}/tasks"
     for n in range(3):
         await created(api, parent, url, {"title": f"api {n}", "assignedTo": [child.id]})
-    sql(
+    await run_sql(
         database_url,
         "INSERT INTO tasks (id, family_id, title, description, karma_reward, created_by)"
         " SELECT gen_random_uuid(), %s, 'bulk ' || n, '', 0, %s FROM generate_series(1, %s) n",
@@ -76,7 +69,7 @@ async def tasks_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
         parent.id,
         BULK,
     )
-    expected = ids(
+    expected = await ids(
         database_url,
         "SELECT id FROM tasks WHERE family_id = %s ORDER BY created_at, id",
         parent.family_id,
@@ -89,7 +82,7 @@ async def rewards_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
     url = f"/v1/families/{parent.family_id}/rewards"
     for n in range(3):
         await created(api, parent, url, {"name": f"api {n}", "karmaCost": 1})
-    sql(
+    await run_sql(
         database_url,
         "INSERT INTO rewards (id, family_id, name, description, karma_cost, created_by)"
         " SELECT gen_random_uuid(), %s, 'bulk ' || n, '', 1, %s FROM generate_series(1, %s) n",
@@ -97,7 +90,7 @@ async def rewards_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
         parent.id,
         BULK,
     )
-    expected = ids(
+    expected = await ids(
         database_url,
         "SELECT id FROM rewards WHERE family_id = %s ORDER BY created_at, id",
         parent.family_id,
@@ -128,7 +121,7 @@ async def claims_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
         (child.id, "approved", 5),
         (other_child.id, "pending", 5),
     ):
-        sql(
+        await run_sql(
             database_url,
             "INSERT INTO reward_claims (id, family_id, reward_id, member_id, karma_cost, status)"
             " SELECT gen_random_uuid(), %s, %s, %s, 1, %s FROM generate_series(1, %s)",
@@ -138,7 +131,7 @@ async def claims_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
             status,
             count,
         )
-    expected = ids(
+    expected = await ids(
         database_url,
         "SELECT id FROM reward_claims WHERE family_id = %s AND member_id = %s"
         " AND status = 'pending' ORDER BY created_at DESC, id DESC",
@@ -156,7 +149,7 @@ async def templates_listing(api: httpx.AsyncClient, database_url: str) -> Listin
         await created(
             api, parent, url, {"title": f"api {n}", "assignedTo": [child.id], "schedule": schedule}
         )
-    sql(
+    await run_sql(
         database_url,
         "INSERT INTO task_templates"
         " (id, family_id, title, description, karma_reward, schedule, created_by)"
@@ -167,7 +160,7 @@ async def templates_listing(api: httpx.AsyncClient, database_url: str) -> Listin
         parent.id,
         BULK,
     )
-    expected = ids(
+    expected = await ids(
         database_url,
         "SELECT id FROM task_templates WHERE family_id = %s ORDER BY created_at, id",
         parent.family_id,
@@ -177,8 +170,8 @@ async def templates_listing(api: httpx.AsyncClient, database_url: str) -> Listin
 
 async def members_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
     parent, child = await family(api)
-    insert_members(database_url, parent.family_id, BULK)
-    expected = ids(
+    await insert_members(database_url, parent.family_id, BULK)
+    expected = await ids(
         database_url,
         "SELECT id FROM users WHERE family_id = %s ORDER BY created_at, id",
         parent.family_id,
@@ -186,9 +179,9 @@ async def members_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
     return Listing(f"/v1/families/{parent.family_id}/members", child, expected, {})
 
 
-def insert_members(database_url: str, family_id: str, count: int) -> None:
+async def insert_members(database_url: str, family_id: str, count: int) -> None:
     """``count`` children in one statement; e-mails in an order unrelated to their ids."""
-    sql(
+    await run_sql(
         database_url,
         "INSERT INTO users (id, family_id, email, display_name, role, password_hash)"
         " SELECT gen_random_uuid(), %s, md5(n::text) || '-' || n || '@bulk.example.com',"
@@ -385,8 +378,8 @@ async def test_the_web_client_still_shows_every_task_and_member(
     """More rows than the largest page: the client must follow the next cursor."""
     parent = await signup(api, "Ada")
     count = MAX_LIMIT + 5
-    insert_members(database_url, parent.family_id, count)
-    sql(
+    await insert_members(database_url, parent.family_id, count)
+    await run_sql(
         database_url,
         "INSERT INTO tasks (id, family_id, title, description, karma_reward, created_by)"
         " SELECT gen_random_uuid(), %s, 'bulk ' || n, '', 0, %s FROM generate_series(1, %s) n",

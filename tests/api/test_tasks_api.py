@@ -95,12 +95,12 @@ async def test_bad_task_input_is_a_json_422(api: httpx.AsyncClient) -> None:
 
 async def test_a_2xx_means_committed(api: httpx.AsyncClient, database_url: str) -> None:
     parent = await signup(api, "Ada")
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         for n in range(20):
             created = await api.post(
                 f"/v1/families/{parent.family_id}/tasks",
                 headers=parent.headers,
                 json={"title": f"task {n}"},
             )
-            row = conn.execute("SELECT 1 FROM tasks WHERE id = %s", (created.json()["id"],))
-            assert row.fetchone() == (1,)
+            row = await conn.execute("SELECT 1 FROM tasks WHERE id = %s", (created.json()["id"],))
+            assert await row.fetchone() == (1,)

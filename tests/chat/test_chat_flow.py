@@ -223,8 +223,12 @@ async def test_typing_reaches_other_joined_members_but_not_the_sender(
 async def test_a_flood_is_rate_limited_and_the_socket_keeps_working(
     database_url: str, log_dir: Path
 ) -> None:
-    proc, base_url = web_process(
-        database_url, log_dir, APP_SOCKET_EVENTS_PER_SECOND="2", APP_SOCKET_EVENTS_BURST="5"
+    proc, base_url = await asyncio.to_thread(
+        web_process,
+        database_url,
+        log_dir,
+        APP_SOCKET_EVENTS_PER_SECOND="2",
+        APP_SOCKET_EVENTS_BURST="5",
     )
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as api:

@@ -149,14 +149,14 @@ async def test_sockets_of_a_crashed_process_go_offline(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     fast = {"APP_PRESENCE_HEARTBEAT_SECONDS": "0.5", "APP_PRESENCE_STALE_SECONDS": "3"}
-    survivor, survivor_url = web_process(database_url, log_dir, **fast)
+    survivor, survivor_url = await asyncio.to_thread(web_process, database_url, log_dir, **fast)
     doomed: ManagedProcess | None = None
     try:
         async with httpx.AsyncClient(base_url=survivor_url, timeout=10) as api:
             parent = await signup(api, "Ada")
             kid = await add_member(api, parent, "Kim", "child")
         observer = await connected(survivor_url, parent)
-        doomed, doomed_url = web_process(database_url, log_dir, **fast)
+        doomed, doomed_url = await asyncio.to_thread(web_process, database_url, log_dir, **fast)
         await connected(doomed_url, kid)
         await saw(observer, (kid.id, True))
         assert await visible(sessions, kid) == {kid.id}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import psycopg
 
 from tests.events import data_of, domain_events, wait_for
 from tests.harness import (
@@ -15,6 +14,7 @@ from tests.harness import (
     connected,
     create_task,
     grant,
+    run_sql,
     signup,
 )
 
@@ -164,12 +164,12 @@ async def test_completing_a_task_credits_each_assignee(
     assert history["balance"] == 4
     [entry] = history["history"]
     assert (entry["source"], entry["amount"], entry["referenceId"]) == ("task", 4, task["id"])
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT user_id::text, sum(amount) FROM karma_ledger GROUP BY user_id"
-            " EXCEPT SELECT user_id::text, balance FROM karma_balances"
-        ).fetchall()
-        assert rows == []  # every balance is the sum of its ledger
+    rows = await run_sql(
+        database_url,
+        "SELECT user_id::text, sum(amount) FROM karma_ledger GROUP BY user_id"
+        " EXCEPT SELECT user_id::text, balance FROM karma_balances",
+    )
+    assert rows == []  # every balance is the sum of its ledger
     for recorder in sockets.values():
         await recorder.disconnect()
 
@@ -224,9 +224,8 @@ async def test_karma_permissions_and_validation(api: httpx.AsyncClient, database
         response = await api.get(f"/v1/users/{kim.id}/karma?{query}", headers=ada.headers)
         assert response.status_code == 422, query
 
-    with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(*) FROM karma_ledger").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM outbox_events").fetchone() == (0,)
+    assert await run_sql(database_url, "SELECT count(*) FROM karma_ledger") == [(0,)]
+    assert await run_sql(database_url, "SELECT count(*) FROM outbox_events") == [(0,)]
 
     # The bounds themselves are accepted; children read their own and their siblings' karma.
     await grant(api, ada, kim, 10_000, "x" * 200)

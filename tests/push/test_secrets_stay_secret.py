@@ -10,6 +10,7 @@ auth secret.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ async def test_no_secret_reaches_a_log_or_an_error_body(
     push_service: PushService,
     dispatcher: ManagedProcess,
 ) -> None:
-    proc, base_url = web_process(
+    proc, base_url = await asyncio.to_thread(
+        web_process,
         database_url,
         log_dir,
         log_level="debug",

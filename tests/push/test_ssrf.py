@@ -20,7 +20,7 @@ import pytest
 
 from app.push.endpoints import EndpointNotAllowed, check_endpoint
 from doubles.push_service import Browser, PushService
-from tests.harness import Member, add_member, outbox_cli_json, signup
+from tests.harness import Member, add_member, outbox_cli_json, run_sql, signup
 from tests.push.support import (
     deliveries,
     dispatcher_env,
@@ -177,9 +177,7 @@ async def test_endpoints_that_could_reach_anything_but_a_push_service_are_refuse
             continue
         assert refused.json()["error"]["code"] == "endpoint_not_allowed", (endpoint, refused.text)
     assert accepted == []
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM push_subscriptions").fetchone()
-    assert row == (0,)
+    assert await run_sql(database_url, "SELECT count(*) FROM push_subscriptions") == [(0,)]
 
     for endpoint in ACCEPTED_AT_SUBSCRIBE:  # real push services' endpoints still pass
         answer = await subscribe_endpoint(api, ada, endpoint)
@@ -295,7 +293,9 @@ async def test_stored_endpoints_that_are_not_allowed_get_no_connection(
             )
         assert counter.connections == 0
         assert len(push_service.pushes(working)) == 2
-        dead = outbox_cli_json(database_url, "list", "--push", "--status", "dead")
+        dead = await asyncio.to_thread(
+            outbox_cli_json, database_url, "list", "--push", "--status", "dead"
+        )
         assert sum("endpoint not allowed" in (d["last_error"] or "") for d in dead) == 2 + 3 * len(
             bad
         )
@@ -333,7 +333,9 @@ async def test_no_redirect_is_followed(
             ]
         await asyncio.sleep(0.5)  # time for a follow-up request that must not come
         assert counter.connections == 0
-        dead = outbox_cli_json(database_url, "list", "--push", "--status", "dead")
+        dead = await asyncio.to_thread(
+            outbox_cli_json, database_url, "list", "--push", "--status", "dead"
+        )
         assert sorted(d["last_error"] for d in dead) == [f"HTTP {s}" for s in sorted(redirects)]
     finally:
         dispatcher.stop()

@@ -127,9 +127,11 @@ async def test_each_push_service_answer_is_honoured(
     assert len(push_service.pushes(gone)) == 1
     assert push_service.refused == []
 
-    stats = outbox_cli_json(database_url, "stats")["push"]
+    stats = (await asyncio.to_thread(outbox_cli_json, database_url, "stats"))["push"]
     assert (stats["pending"], stats["sent"], stats["dead"], stats["subscriptions"]) == (0, 8, 2, 5)
-    dead = outbox_cli_json(database_url, "list", "--push", "--status", "dead")
+    dead = await asyncio.to_thread(
+        outbox_cli_json, database_url, "list", "--push", "--status", "dead"
+    )
     assert sorted((d["type"], d["attempts"], d["last_error"]) for d in dead) == [
         ("karma.awarded", 1, "HTTP 400"),
         ("karma.awarded", 4, "HTTP 502"),
@@ -347,7 +349,9 @@ async def test_no_push_follows_a_redirect_or_goes_to_a_host_no_longer_allowed(
             lambda: deliveries(database_url, subscription["id"]) == [("dead", 1), ("dead", 1)]
         )
         assert len(push_service.pushes(redirecting)) == sent_before
-        dead = outbox_cli_json(database_url, "list", "--push", "--status", "dead")
+        dead = await asyncio.to_thread(
+            outbox_cli_json, database_url, "list", "--push", "--status", "dead"
+        )
         assert any("endpoint not allowed" in (d["last_error"] or "") for d in dead)
     finally:
         dispatcher.stop()

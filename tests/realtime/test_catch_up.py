@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -65,7 +66,9 @@ async def test_reconnect_catches_up_exactly_what_was_missed(
 async def test_over_the_cap_the_client_must_refetch(
     api: httpx.AsyncClient, database_url: str, log_dir: Path, dispatcher: ManagedProcess
 ) -> None:
-    proc, base_url = web_process(database_url, log_dir, APP_CATCH_UP_CAP="50")
+    proc, base_url = await asyncio.to_thread(
+        web_process, database_url, log_dir, APP_CATCH_UP_CAP="50"
+    )
     try:
         async with httpx.AsyncClient(base_url=base_url) as client:
             child = await child_of_new_family(client)

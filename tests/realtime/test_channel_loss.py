@@ -47,7 +47,7 @@ async def test_a_lost_manager_listener_makes_its_sockets_catch_up(
     await follower.wait_until(lambda events: len(events) == 5)
 
     deadline = time.monotonic() + 10
-    while terminate_listeners(database_url, "socketio") != 1:
+    while await asyncio.to_thread(terminate_listeners, database_url, "socketio") != 1:
         assert time.monotonic() < deadline, "no manager LISTEN connection to kill"
         await asyncio.sleep(0.05)
     # Delivered while the web process is not listening: these emits reach nobody live.
@@ -75,7 +75,7 @@ async def test_redis_outage_delays_but_never_loses_events(
 ) -> None:
     with ThrowawayRedis(tmp_path) as redis:
         env = {"APP_SOCKETIO_REDIS_URL": redis.url}
-        web, base_url = web_process(database_url, log_dir, **env)
+        web, base_url = await asyncio.to_thread(web_process, database_url, log_dir, **env)
         start_dispatcher(**env)
         try:
             async with httpx.AsyncClient(base_url=base_url) as api:

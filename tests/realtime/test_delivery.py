@@ -124,7 +124,9 @@ async def test_payload_over_the_notify_limit_arrives_intact(
 async def test_socket_is_disconnected_when_its_token_expires(
     database_url: str, log_dir: Path
 ) -> None:
-    proc, base_url = web_process(database_url, log_dir, APP_JWT_TTL_SECONDS="2")
+    proc, base_url = await asyncio.to_thread(
+        web_process, database_url, log_dir, APP_JWT_TTL_SECONDS="2"
+    )
     try:
         async with httpx.AsyncClient(base_url=base_url) as api:
             parent = await signup(api, "Ada")

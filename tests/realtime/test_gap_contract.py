@@ -20,8 +20,8 @@ from tests.harness import (
 
 async def wait_for_status(database_url: str, status: str, count: int, within: float = 20) -> None:
     deadline = time.monotonic() + within
-    while outbox_statuses(database_url).get(status, 0) < count:
-        assert time.monotonic() < deadline, outbox_statuses(database_url)
+    while (await asyncio.to_thread(outbox_statuses, database_url)).get(status, 0) < count:
+        assert time.monotonic() < deadline, await asyncio.to_thread(outbox_statuses, database_url)
         await asyncio.sleep(0.05)
 
 
@@ -77,8 +77,10 @@ async def test_a_dead_event_is_never_skipped_silently(
 
     # Fixed and replayed by the operator: the late event reaches the live client, and a
     # client still behind it gets the whole stream back.
-    [dead_id] = fix_future_versions(database_url)
-    assert outbox_cli(database_url, "replay", str(dead_id)).returncode == 0
+    [dead_id] = await asyncio.to_thread(fix_future_versions, database_url)
+    assert (
+        await asyncio.to_thread(outbox_cli, database_url, "replay", str(dead_id))
+    ).returncode == 0
     await live.wait_until(lambda _: any(e["seq"] == 1 for e in live.envelopes()))
     again = SocketRecorder(web, child.token)
     await again.connect(last_seq=0)
@@ -121,7 +123,7 @@ async def test_a_late_event_is_caught_up_and_the_position_waits_for_it(
         "missing": 0,
         "lastSeq": 0,
     }
-    fix_future_versions(database_url)
+    await asyncio.to_thread(fix_future_versions, database_url)
     # Delivered late, it reaches the connected client live...
     await early.wait_until(lambda _: len(early.envelopes()) == 4, 20)
     assert early.envelopes()[-1]["seq"] == 1
@@ -146,9 +148,9 @@ async def test_retention_never_hides_a_hole(
     await commit_events(database_url, child.id, child.family_id, 31)
     await wait_until_delivered(database_url, 31)
     # Retention purges the delivered rows; the dead one stays for the operator.
-    purged = outbox_cli(database_url, "purge", "--older-than", "0s")
+    purged = await asyncio.to_thread(outbox_cli, database_url, "purge", "--older-than", "0s")
     assert purged.returncode == 0, purged.stderr
-    assert outbox_statuses(database_url) == {"dead": 1}
+    assert await asyncio.to_thread(outbox_statuses, database_url) == {"dead": 1}
 
     back = SocketRecorder(web, child.token)
     await back.connect(last_seq=0)

@@ -36,7 +36,7 @@ async def test_a_hung_publisher_does_not_wedge_socket_connects(
         pg.create_database("family")
         pg.migrate("family")
         database_url = pg.database_url("family")
-        web, base_url = web_process(database_url, log_dir)
+        web, base_url = await asyncio.to_thread(web_process, database_url, log_dir)
         stopped: int | None = None
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=10) as api:

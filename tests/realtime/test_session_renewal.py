@@ -24,7 +24,9 @@ TOKEN_SECONDS = 3
 async def short_lived(
     database_url: str, log_dir: Path, start_dispatcher: Callable[..., ManagedProcess]
 ) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
-    proc, base_url = web_process(database_url, log_dir, APP_JWT_TTL_SECONDS=str(TOKEN_SECONDS))
+    proc, base_url = await asyncio.to_thread(
+        web_process, database_url, log_dir, APP_JWT_TTL_SECONDS=str(TOKEN_SECONDS)
+    )
     start_dispatcher()
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as api:

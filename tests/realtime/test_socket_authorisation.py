@@ -11,10 +11,9 @@ import uuid
 from typing import Any
 
 import httpx
-import psycopg
 
 from tests.chat.support import call, create_chat, error_code, post_message
-from tests.harness import ManagedProcess, SocketRecorder, add_member, connected, signup
+from tests.harness import ManagedProcess, SocketRecorder, add_member, connected, run_sql, signup
 
 
 async def test_a_socket_reaches_only_its_own_streams_and_joined_chats(
@@ -97,11 +96,10 @@ async def test_a_socket_reaches_only_its_own_streams_and_joined_chats(
     assert not [name for name, _ in lou_socket.received if name == "chat.typing"]
 
     # Nor does the parent's presence change because of Lou's spoofed report.
-    with psycopg.connect(database_url) as conn:
-        visible = conn.execute(
-            "SELECT bool_and(visible) FROM presence_sockets WHERE user_id = %s", (parent.id,)
-        ).fetchone()
-    assert visible == (True,)
+    visible = await run_sql(
+        database_url, "SELECT bool_and(visible) FROM presence_sockets WHERE user_id = %s", parent.id
+    )
+    assert visible == [(True,)]
 
     # Over REST, the event feed is the caller's own stream whatever is asked.
     events = await api.get(

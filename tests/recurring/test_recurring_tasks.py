@@ -27,6 +27,7 @@ from tests.harness import (
     ManagedProcess,
     SocketRecorder,
     add_member,
+    run_sql,
     signup,
     start_dispatcher_process,
 )
@@ -63,10 +64,12 @@ async def make_template(
             family_id=actor.family_id,
             data=TaskTemplateCreate.model_validate(fields),
         )
-    with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "UPDATE task_templates SET created_at = %s WHERE id = %s", (created_at, template.id)
-        )
+    await run_sql(
+        database_url,
+        "UPDATE task_templates SET created_at = %s WHERE id = %s",
+        created_at,
+        template.id,
+    )
     return template
 
 
@@ -200,8 +203,7 @@ async def test_catch_up_after_downtime_is_capped_and_never_repeats_a_day(
 
     # Even with its progress marker lost, a rerun inserts nothing and announces nothing.
     events_before = task_created_events(database_url)
-    with psycopg.connect(database_url) as conn:
-        conn.execute("UPDATE task_templates SET generated_through = NULL")
+    await run_sql(database_url, "UPDATE task_templates SET generated_through = NULL")
     assert await generate(sessions, today + timedelta(days=4)) == []
     assert task_created_events(database_url) == events_before
 
@@ -368,8 +370,7 @@ async def test_dispatchers_generate_missed_days_at_start_for_the_assignees_only(
     )
     assert response.status_code == 201, response.text
     # Created two days ago, never generated: the dispatchers were down since.
-    with psycopg.connect(database_url) as conn:
-        conn.execute("UPDATE task_templates SET created_at = now() - interval '2 days'")
+    await run_sql(database_url, "UPDATE task_templates SET created_at = now() - interval '2 days'")
     sockets: dict[str, SocketRecorder] = {}
     for member in (parent, kim, lou):
         sockets[member.id] = SocketRecorder(web, member.token)
