@@ -8,6 +8,7 @@ import { createRealtimeConnection } from "./realtime.js";
 import { forgetPushSubscription, registerServiceWorker, setUpPush } from "./push.js";
 
 const TOAST_MS = 6000;
+const TOASTS_SHOWN = 3;  // older toasts give way rather than cover the page
 const TYPING_IDLE_MS = 2500;  // a typist who stopped this long is no longer typing
 const VIEWS = ["tasks", "karma", "rewards", "claims", "chat", "family"];
 const WEEK = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -724,6 +725,7 @@ function toast(message, kind = "event", eventType = "") {
   const node = element("div", { className: `toast toast-${kind}`, role: "status",
     "data-testid": "toast", "data-event-type": eventType }, message);
   $("toasts").append(node);
+  while ($("toasts").children.length > TOASTS_SHOWN) $("toasts").firstElementChild.remove();
   setTimeout(() => node.remove(), TOAST_MS);
 }
 

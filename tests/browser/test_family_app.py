@@ -102,6 +102,7 @@ async def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for label, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
         await page.set_viewport_size(viewport)
+        await page.evaluate("window.scrollTo(0, 0)")
         overflow = await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
@@ -353,16 +354,19 @@ async def test_a_push_shows_a_notification_that_links_to_its_subject(
             "data": json.dumps(message),
         },
     )
-    notifications = await page.wait_for_function(
-        """async () => {
-            const registration = await navigator.serviceWorker.ready;
-            const shown = await registration.getNotifications();
-            const describe = (n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url});
-            return shown.length ? shown.map(describe) : null;
-        }""",
-        timeout=DEADLINE_MS,
-    )
-    assert await notifications.json_value() == [
+    # The worker shows it asynchronously: poll until it is on screen.
+    shown_notifications = """async () => {
+        const registration = await navigator.serviceWorker.ready;
+        const describe = (n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url});
+        return (await registration.getNotifications()).map(describe);
+    }"""
+    shown = await page.evaluate(shown_notifications)
+    for _ in range(DEADLINE_MS // 50):
+        if shown:
+            break
+        await page.wait_for_timeout(50)  # poll interval
+        shown = await page.evaluate(shown_notifications)
+    assert shown == [
         {
             "title": "Reward approved",
             "body": "Ice cream",
