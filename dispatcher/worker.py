@@ -19,6 +19,7 @@ from app.outbox import queries
 from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import payload_model
 from app.realtime.pg_manager import PostgresManager
+from app.realtime.signals import ResyncOut
 from dispatcher import metrics, push_queue
 from dispatcher.claims import retry_delay
 from dispatcher.liveness import Liveness
@@ -293,8 +294,9 @@ class Worker:
                 # (with the Postgres manager, in the very transaction that marks it dead).
                 async with self._publishing(conn):
                     for stream in dead_streams:
+                        resync = ResyncOut(stream=stream, reason="dead")
                         await self.manager.emit(
-                            "resync", {"stream": stream, "reason": "dead"}, room=stream
+                            "resync", resync.model_dump(mode="json"), room=stream
                         )
         for event_id, event_type, status, attempt in rows:
             metrics.FAILED.labels(event_type).inc()

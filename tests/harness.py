@@ -66,10 +66,16 @@ def process_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 def web_process(
-    database_url: str, log_dir: Path, *, log_level: str = "warning", **env: str
+    database_url: str,
+    log_dir: Path,
+    *,
+    log_level: str = "warning",
+    port: int | None = None,
+    **env: str,
 ) -> tuple[ManagedProcess, str]:
-    """A started uvicorn serving the app; returns it with its base URL once it answers."""
-    port = free_port()
+    """A started uvicorn serving the app (on ``port``, or a free one); returns it with its base
+    URL once it answers."""
+    port = port or free_port()
     argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     proc = start_child(

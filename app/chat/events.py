@@ -31,6 +31,7 @@ def _message_notification(event: ChatMessageCreated) -> Notification:
         title="New message",
         body=event.message.body,
         about=f"chat:{event.chat_id}",
+        url=f"/#chat/{event.chat_id}",
         skip_users=frozenset({event.message.sender_id}),
     )
 

@@ -23,11 +23,13 @@ router = APIRouter(tags=["families"])
 async def add_member(
     family_id: uuid.UUID, body: MemberIn, actor: CurrentUser, session: DbSession
 ) -> MemberOut:
-    """Add a parent or child to the family (parents only)."""
+    """Add a parent or child to the family (parents only); the family receives `member.added`."""
+    # Checked before the password hash, which is slow on purpose (the service checks again).
     family_service.require_same_family(actor, family_id)
     family_service.require_parent(actor)
-    user = await family_service.add_member(
+    user = await family_service.add_member_by_parent(
         session=session,
+        actor=actor,
         family_id=family_id,
         email=body.email,
         display_name=body.display_name,

@@ -55,6 +55,32 @@ async def add_member(
     return user
 
 
+async def add_member_by_parent(
+    *,
+    session: AsyncSession,
+    actor: User,
+    family_id: uuid.UUID,
+    email: str,
+    display_name: str,
+    password_hash: str,
+    role: Role,
+) -> User:
+    """A parent adds a member to their family; everyone in it receives `member.added`."""
+    require_same_family(actor, family_id)
+    require_parent(actor)
+    member = await add_member(
+        session=session,
+        family_id=family_id,
+        email=email,
+        display_name=display_name,
+        password_hash=password_hash,
+        role=role,
+    )
+    others = [m for m in await member_ids(session=session, family_id=family_id) if m != member.id]
+    family_events.record_added(session=session, member=member, members=others)
+    return member
+
+
 async def remove_member(
     *, session: AsyncSession, actor: User, family_id: uuid.UUID, user_id: uuid.UUID
 ) -> None:
@@ -117,6 +143,11 @@ async def family_members_by_id(
         missing = sorted(str(i) for i in wanted - {u.id for u in found})
         raise NotFound("some users are not members of this family", details={"userIds": missing})
     return found
+
+
+async def member_ids(*, session: AsyncSession, family_id: uuid.UUID) -> list[uuid.UUID]:
+    result = await session.scalars(select(User.id).where(User.family_id == family_id))
+    return list(result)
 
 
 async def parent_ids(*, session: AsyncSession, family_id: uuid.UUID) -> list[uuid.UUID]:

@@ -44,6 +44,7 @@ def _awarded_notification(event: KarmaAwarded) -> Notification:
         title=f"+{event.amount} karma",
         body=f"{event.reason} (balance {event.new_balance})",
         about=f"karma:{event.user_id}",
+        url="/#karma",
         skip_users=frozenset({event.granted_by}),
     )
 

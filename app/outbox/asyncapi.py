@@ -6,31 +6,94 @@
 
 It lists every event type of every module in ``app.outbox.catalogue.EVENT_MODULES``: its
 Socket.IO event name and version, what happened (the payload class's docstring), who receives
-it (``audience``), and its JSON schema inside the one envelope every event travels in.
+it (``audience``), and its JSON schema inside the one envelope every event travels in. It also
+lists the socket's ephemeral signals (``SIGNALS``): those the server sends without an envelope
+(``sync``, ``presence.changed``, ...) and the events a client sends (``chat.join``, ...).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from fastapi import APIRouter
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from app.chat.schemas import ChatRef, TypingIn, TypingOut
 from app.outbox import catalogue
 from app.outbox.envelope import EventEnvelope
 from app.outbox.staging import EventPayload
+from app.realtime.signals import (
+    PresenceChanged,
+    PresenceSnapshot,
+    RenewRequest,
+    ResyncOut,
+    SessionExpired,
+    SyncOut,
+    SyncRequest,
+    VisibilityIn,
+)
 
 ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 REGENERATE_COMMAND = "python -m app.outbox.asyncapi --write"
 CHANNEL = "events"
 SCHEMA_REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """An ephemeral socket message: no envelope, no seq, not in the outbox, may be lost."""
+
+    name: str
+    model: type[BaseModel]
+    # "send": the server sends it to clients; "receive": a client sends it, and gets an ack
+    # `{ok: true}` or `{ok: false, error: {code, message}}`.
+    action: Literal["send", "receive"]
+    audience: str
+
+
+SIGNALS = (
+    Signal("sync", SyncOut, "send", "the socket that connected or sent `sync.request`"),
+    Signal("resync", ResyncOut, "send", "the sockets in the stream's room"),
+    Signal("presence.snapshot", PresenceSnapshot, "send", "the socket that connected"),
+    Signal("presence.changed", PresenceChanged, "send", "the family room `family:<familyId>`"),
+    Signal("session.expired", SessionExpired, "send", "the socket whose token expired"),
+    Signal("chat.typing", TypingOut, "send", "the chat's room, the typist's socket aside"),
+    Signal("sync.request", SyncRequest, "receive", "the server"),
+    Signal("auth.renew", RenewRequest, "receive", "the server"),
+    Signal("app.visibility", VisibilityIn, "receive", "the server"),
+    Signal("chat.join", ChatRef, "receive", "the server (members of the chat only)"),
+    Signal("chat.leave", ChatRef, "receive", "the server"),
+    Signal("chat.typing", TypingIn, "receive", "the server (sockets that joined the chat)"),
+)
+
+
+def _signal_key(signal: Signal) -> str:
+    # `chat.typing` goes both ways, with a payload each way.
+    return signal.name if signal.action == "send" else f"client.{signal.name}"
+
+
+def _signal_message(signal: Signal, payload_ref: dict[str, str]) -> dict[str, Any]:
+    summary = " ".join((signal.model.__doc__ or "").split())
+    direction = "server to client" if signal.action == "send" else "client to server"
+    return {
+        "name": signal.name,
+        "title": f"{signal.name} ({direction}, ephemeral)",
+        "summary": summary,
+        "description": f"{summary}\n\nSent to: {signal.audience}. Ephemeral: no envelope, "
+        "not in the outbox, may be lost.",
+        "contentType": "application/json",
+        "payload": payload_ref,
+        "x-ephemeral": True,
+        "x-audience": signal.audience,
+    }
 
 
 class CatalogueError(Exception):
@@ -96,7 +159,8 @@ def _message(cls: type[EventPayload], data_ref: dict[str, str]) -> dict[str, Any
 def build_document() -> dict[str, Any]:
     """The AsyncAPI document of every catalogued event type."""
     payloads = catalogued_payloads()
-    models: list[type[BaseModel]] = [EventEnvelope, *payloads]
+    signal_models = list(dict.fromkeys(signal.model for signal in SIGNALS))
+    models: list[type[BaseModel]] = [EventEnvelope, *payloads, *signal_models]
     # One pass over all models: shared nested models (a task inside task events) become one
     # component, and pydantic disambiguates equal class names from different modules.
     refs, definitions = models_json_schema(
@@ -104,6 +168,12 @@ def build_document() -> dict[str, Any]:
     )
     schemas = definitions.get("$defs", {})
     messages = {_message_key(cls): _message(cls, refs[(cls, "serialization")]) for cls in payloads}
+    messages.update(
+        (_signal_key(signal), _signal_message(signal, refs[(signal.model, "serialization")]))
+        for signal in SIGNALS
+    )
+    actions = {_message_key(cls): "send" for cls in payloads}
+    actions.update((_signal_key(signal), signal.action) for signal in SIGNALS)
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -114,6 +184,9 @@ def build_document() -> dict[str, Any]:
                 "A client holds one Socket.IO connection (auth `{token, lastSeq?}`); each event "
                 "arrives as a Socket.IO event named by its type, with the envelope as its only "
                 "argument, on the rooms of its recipients (`user:<id>`, `chat:<id>`). "
+                "Also the socket's ephemeral signals (`x-ephemeral`): sent by the server without "
+                "an envelope (`action: send`), or by a client (`action: receive`), which gets an "
+                "ack. "
                 f"Generated from the payload models: `{REGENERATE_COMMAND}`; "
                 "see docs/adding-an-event.md."
             ),
@@ -141,8 +214,8 @@ def build_document() -> dict[str, Any]:
             }
         },
         "operations": {
-            f"send.{key}": {
-                "action": "send",
+            f"{actions[key]}.{key}": {
+                "action": actions[key],
                 "channel": {"$ref": f"#/channels/{CHANNEL}"},
                 "summary": message["summary"],
                 "messages": [{"$ref": f"#/channels/{CHANNEL}/messages/{key}"}],

@@ -46,6 +46,7 @@ class Notification:
     # one replaces it on screen, and, hashed, the push ``Topic``, so the push service replaces
     # an older undelivered message about the same thing.
     about: str
+    # Where a click on the notification opens the app: the view of what it is about.
     url: str = "/"
     # Recipients who caused the event and need no notification of it.
     # (None stands for an author who has left the family: nobody to skip.)

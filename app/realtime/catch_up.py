@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.outbox.catch_up import events_after, stream_head
 from app.realtime import metrics
 from app.realtime.holding import HeldEmit, HoldingManager
-from app.schemas import CamelModel
+from app.realtime.signals import SyncOut
 
 logger = logging.getLogger(__name__)
 
 CONNECT_WAIT_STEPS = 1000
 CONNECT_WAIT_STEP_SECONDS = 0.005
-
-
-class SyncRequest(CamelModel):
-    """`sync.request` from a client: catch a stream up after its position, then `sync`."""
-
-    last_seq: int = Field(ge=0)
-    # The socket's own user stream when not given, or a chat stream (`chat:<id>`) it joined.
-    stream: str | None = Field(default=None, max_length=100)
 
 
 def requested_last_seq(auth: Any, stream: str) -> int | None:
@@ -47,8 +39,12 @@ async def catch_up(
     stream: str,
     last_seq: int | None,
     cap: int,
+    first: Sequence[tuple[str, Any]] = (),
 ) -> None:
     """Send ``sid`` the events after ``last_seq`` (at most ``cap``), then ``sync``, then go live.
+
+    ``first`` are (event, data) messages sent before the caught-up events, while the socket is
+    still held: a snapshot (of presence, say) that live emits buffered meanwhile then update.
 
     The socket must be held (``manager.hold``) from before the outbox is read. ``sync`` says
     ``recovered: true`` when the catch-up holds everything the client missed that can be sent;
@@ -80,17 +76,18 @@ async def catch_up(
     else:
         manager.forget(sid)
         return
+    for event, data in first:
+        await manager.send_direct(sid, event, data)
     for envelope in caught_up:
         await manager.send_direct(sid, envelope["type"], envelope)
-    sync = {
-        "stream": stream,
-        "recovered": recovered,
-        # The wire name of how many events the catch-up sent (clients read it).
-        "replayed": len(caught_up),
-        "missing": missing,
-        "lastSeq": resume_from,
-    }
-    await manager.send_direct(sid, "sync", sync)
+    sync = SyncOut(
+        stream=stream,
+        recovered=recovered,
+        replayed=len(caught_up),
+        missing=missing,
+        last_seq=resume_from,
+    )
+    await manager.send_direct(sid, "sync", sync.model_dump(mode="json", by_alias=True))
     metrics.CATCH_UPS.labels("true" if recovered else "false").inc()
     sent_ids = {envelope["id"] for envelope in caught_up}
 

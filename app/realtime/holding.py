@@ -24,6 +24,7 @@ from socketio.async_manager import AsyncManager
 from app.outbox.streams import is_stream
 from app.realtime import metrics
 from app.realtime.pg_manager import PostgresManager
+from app.realtime.signals import ResyncOut
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,11 @@ class HoldingManager(AsyncManager):
         streams = [room for room in rooms if is_stream(room)]
         for room in streams:
             await AsyncManager.emit(
-                self, "resync", {"stream": room, "reason": "channel_lost"}, namespace, room=room
+                self,
+                "resync",
+                ResyncOut(stream=room, reason="channel_lost").model_dump(mode="json"),
+                namespace,
+                room=room,
             )
             metrics.RESYNCS.labels("channel_lost").inc()
         if streams:

@@ -23,7 +23,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.realtime.models import PresenceSocket, RealtimeNode
-from app.schemas import CamelModel
+from app.realtime.signals import PresenceChanged, PresenceSnapshot
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,19 +31,6 @@ logger = logging.getLogger(__name__)
 # First key of the two-key advisory lock ("pres"), so user locks cannot collide with other
 # advisory locks of the application.
 PRESENCE_LOCK_NAMESPACE = 0x70726573
-
-
-class VisibilityIn(CamelModel):
-    """The payload of `app.visibility` from a client: is the app in front of its user?"""
-
-    visible: bool
-
-
-class PresenceChanged(CamelModel):
-    """`presence.changed`, sent to the family room (ephemeral: no envelope, may be lost)."""
-
-    user_id: uuid.UUID
-    online: bool
 
 
 async def users_with_visible_app(
@@ -65,6 +52,15 @@ async def users_with_visible_app(
     )
     return set(result)
 
+
+_FAMILY_ONLINE = text(
+    """
+    SELECT DISTINCT s.user_id FROM presence_sockets s
+    JOIN realtime_nodes n ON n.node_id = s.node_id
+    WHERE s.family_id = :family_id AND n.expires_at > clock_timestamp()
+    ORDER BY s.user_id
+    """
+)
 
 _LOCK_USER = text(
     "SELECT pg_advisory_xact_lock(:namespace, hashtext(CAST(:user_id AS text)))"
@@ -219,6 +215,12 @@ class Presence:
                     await self._announce(user_id, family_id, online=False)
         except Exception:
             logger.exception("removing a socket's presence failed", extra={"sid": sid})
+
+    async def snapshot(self, family_id: uuid.UUID) -> PresenceSnapshot:
+        """Who in the family has a live socket now, on any web process."""
+        async with self._sessionmaker() as session:
+            online = list(await session.scalars(_FAMILY_ONLINE, {"family_id": family_id}))
+        return PresenceSnapshot(online=online)
 
     async def set_visible(self, sid: str, visible: bool) -> None:
         """Record whether the socket's app is in front of its user (`app.visibility`)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import socketio
-from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.sessions import session_user
@@ -22,11 +22,11 @@ from app.auth.tokens import TokenClaims, verify_token
 from app.errors import Unauthorized
 from app.outbox.streams import is_stream, user_stream
 from app.realtime import metrics
-from app.realtime.catch_up import SyncRequest, catch_up, requested_last_seq
+from app.realtime.catch_up import catch_up, requested_last_seq
 from app.realtime.client_events import Ack, ClientEventGate, ClientSocket, ok, refusal
 from app.realtime.holding import create_client_manager
-from app.realtime.presence import Presence, VisibilityIn, family_room
-from app.schemas import CamelModel
+from app.realtime.presence import Presence, family_room
+from app.realtime.signals import RenewRequest, SessionExpired, SyncRequest, VisibilityIn
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,12 +34,6 @@ logger = logging.getLogger(__name__)
 
 # Registers a domain's client events on the server's gate (``app.chat.sockets``, say).
 SocketHandlers = Callable[[socketio.AsyncServer, ClientEventGate], None]
-
-
-class RenewRequest(CamelModel):
-    """`auth.renew` from a client: the access token it refreshed, for the socket to go on with."""
-
-    token: str = Field(min_length=1, max_length=4096)
 
 
 def create_socket_server(
@@ -84,7 +78,9 @@ def create_socket_server(
     # One catch-up at a time per socket: each holds the socket's live emits until its sync.
     catching_up: dict[str, asyncio.Lock] = {}
 
-    async def send_catch_up(sid: str, stream: str, last_seq: int | None) -> None:
+    async def send_catch_up(
+        sid: str, stream: str, last_seq: int | None, first: Sequence[tuple[str, Any]] = ()
+    ) -> None:
         async with catching_up.setdefault(sid, asyncio.Lock()):
             manager.hold(sid)
             await catch_up(
@@ -94,7 +90,21 @@ def create_socket_server(
                 stream=stream,
                 last_seq=last_seq,
                 cap=settings.catch_up_cap,
+                first=first,
             )
+
+    async def welcome(sid: str, stream: str, last_seq: int | None, family_id: uuid.UUID) -> None:
+        """A new socket's first messages: who is online, then its catch-up and `sync`."""
+        # Read after the socket joined its family room while held: a change that races the
+        # read is buffered and reaches the client after the snapshot, never before it.
+        try:
+            snapshot = await presence.snapshot(family_id)
+            first = [("presence.snapshot", snapshot.model_dump(mode="json", by_alias=True))]
+        except Exception:
+            # Presence is best effort; the catch-up must still happen.
+            logger.warning("presence snapshot failed", exc_info=True, extra={"sid": sid})
+            first = []
+        await send_catch_up(sid, stream, last_seq, first)
 
     async def sync_request(client: ClientSocket, request: SyncRequest) -> Ack:
         """A client that saw a gap, or was told to resync, asks for its stream after a seq."""
@@ -147,7 +157,8 @@ def create_socket_server(
         return claims
 
     async def expire(sid: str) -> None:
-        await sio.emit("session.expired", {"reason": "token_expired"}, to=sid)
+        expired = SessionExpired(reason="token_expired")
+        await sio.emit("session.expired", expired.model_dump(mode="json"), to=sid)
         await sio.disconnect(sid)
 
     def expire_at(sid: str, claims: TokenClaims) -> None:
@@ -188,7 +199,9 @@ def create_socket_server(
         )
         await sio.enter_room(sid, family_room(claims.family_id))
         await presence.connected(sid, user_id=claims.user_id, family_id=claims.family_id)
-        sio.start_background_task(send_catch_up, sid, stream, requested_last_seq(auth, stream))
+        sio.start_background_task(
+            welcome, sid, stream, requested_last_seq(auth, stream), claims.family_id
+        )
         expire_at(sid, claims)
         logger.debug("socket connected", extra={"sid": sid, "user_id": str(claims.user_id)})
 

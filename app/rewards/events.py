@@ -1,12 +1,15 @@
-"""Claim events: typed payloads (the seed's contracts) and their recipients, staged in the outbox.
+"""Reward and claim events: typed payloads (the seed's contracts) and their recipients, staged
+in the outbox.
 
-Every claim event goes to the claiming child only; the parents learn of a claim through its
-approval task (``task.created``, then ``task.completed`` when it is decided).
+Reward events go to every member of the family (everyone sees the rewards list). Every claim
+event goes to the claiming child only; the parents learn of a claim through its approval task
+(``task.created``, then ``task.completed`` when it is decided).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,8 +18,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.outbox.staging import EventPayload, stage
 from app.outbox.streams import user_stream
 from app.push.notifications import Notification, push_notification
-from app.rewards.models import ClaimStatus, RewardClaim
+from app.rewards.models import ClaimStatus, Reward, RewardClaim
 from app.rewards.schemas import RewardOut
+
+
+class RewardCreated(EventPayload):
+    """A parent offered a new reward."""
+
+    event_type = "reward.created"
+    audience = "every member of the family"
+    reward_id: uuid.UUID
+    reward: RewardOut
+
+
+class RewardUpdated(EventPayload):
+    """A parent changed a reward's name, description or cost."""
+
+    event_type = "reward.updated"
+    audience = "every member of the family"
+    reward_id: uuid.UUID
+    reward: RewardOut
+
+
+class RewardDeleted(EventPayload):
+    """A parent withdrew a reward (its decided claims went with it)."""
+
+    event_type = "reward.deleted"
+    audience = "every member of the family"
+    reward_id: uuid.UUID
+    family_id: uuid.UUID
 
 
 class ClaimFacts(EventPayload):
@@ -71,6 +101,7 @@ def _approved_notification(event: ClaimApproved) -> Notification:
         title="Reward approved",
         body=event.reward.name,
         about=f"claim:{event.claim_id}",
+        url=f"/#claims/{event.claim_id}",
         skip_users=frozenset({event.decided_by}),
     )
 
@@ -81,8 +112,36 @@ def _rejected_notification(event: ClaimRejected) -> Notification:
         title="Reward not approved",
         body=f"{event.reward.name}: {event.refunded_karma} karma returned",
         about=f"claim:{event.claim_id}",
+        url=f"/#claims/{event.claim_id}",
         skip_users=frozenset({event.decided_by}),
     )
+
+
+def _record_to_family(
+    session: AsyncSession, payload: EventPayload, reward: Reward, members: Iterable[uuid.UUID]
+) -> None:
+    stage(session, payload, streams=[user_stream(m) for m in members], family_id=reward.family_id)
+
+
+def record_reward_created(
+    *, session: AsyncSession, reward: Reward, members: Iterable[uuid.UUID]
+) -> None:
+    payload = RewardCreated(reward_id=reward.id, reward=RewardOut.model_validate(reward))
+    _record_to_family(session, payload, reward, members)
+
+
+def record_reward_updated(
+    *, session: AsyncSession, reward: Reward, members: Iterable[uuid.UUID]
+) -> None:
+    payload = RewardUpdated(reward_id=reward.id, reward=RewardOut.model_validate(reward))
+    _record_to_family(session, payload, reward, members)
+
+
+def record_reward_deleted(
+    *, session: AsyncSession, reward: Reward, members: Iterable[uuid.UUID]
+) -> None:
+    payload = RewardDeleted(reward_id=reward.id, family_id=reward.family_id)
+    _record_to_family(session, payload, reward, members)
 
 
 def _record(session: AsyncSession, payload: EventPayload, claim: RewardClaim) -> None:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import CurrentUser
 from app.db import DbSession
+from app.errors import ErrorBody
 from app.pagination import PAGINATED_RESPONSES, PageParams
 from app.rewards import service as reward_service
 from app.rewards.models import ClaimStatus
-from app.rewards.schemas import ClaimOut, RewardIn, RewardOut
+from app.rewards.schemas import ClaimOut, RewardIn, RewardOut, RewardUpdate
 
 router = APIRouter(tags=["rewards"])
 
@@ -39,11 +40,35 @@ async def list_rewards(
 async def create_reward(
     family_id: uuid.UUID, body: RewardIn, actor: CurrentUser, session: DbSession
 ) -> RewardOut:
-    """Offer a reward for a karma cost (parents only)."""
+    """Offer a reward for a karma cost (parents only); the family receives `reward.created`."""
     reward = await reward_service.create_reward(
         session=session, actor=actor, family_id=family_id, data=body
     )
     return RewardOut.model_validate(reward)
+
+
+@router.patch("/rewards/{reward_id}", response_model=RewardOut)
+async def update_reward(
+    reward_id: uuid.UUID, body: RewardUpdate, actor: CurrentUser, session: DbSession
+) -> RewardOut:
+    """Change a reward (parents only); the family receives `reward.updated`."""
+    reward = await reward_service.update_reward(
+        session=session, actor=actor, reward_id=reward_id, data=body
+    )
+    return RewardOut.model_validate(reward)
+
+
+@router.delete(
+    "/rewards/{reward_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"model": ErrorBody, "description": "A claim on the reward is pending"}},
+)
+async def delete_reward(reward_id: uuid.UUID, actor: CurrentUser, session: DbSession) -> None:
+    """Withdraw a reward (parents only); the family receives `reward.deleted`.
+
+    A pending claim refuses it (409 `reward_claim_pending`): decide the claim first.
+    """
+    await reward_service.delete_reward(session=session, actor=actor, reward_id=reward_id)
 
 
 @router.post(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from app.rewards.models import ClaimStatus
 from app.schemas import CamelModel
@@ -18,6 +18,23 @@ class RewardIn(CamelModel):
     name: RewardName
     description: str = Field(default="", max_length=2000)
     karma_cost: int = Field(ge=1, le=1_000_000)
+
+
+class RewardUpdate(CamelModel):
+    """A partial update: only the fields sent are changed."""
+
+    name: RewardName | None = None
+    description: str | None = Field(default=None, max_length=2000)
+    karma_cost: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def not_empty(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("send at least one field to change")
+        cleared = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if cleared:
+            raise ValueError(f"cannot be null: {', '.join(cleared)}")
+        return self
 
 
 class RewardOut(CamelModel):

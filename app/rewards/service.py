@@ -21,7 +21,7 @@ from app.karma.models import KarmaSource
 from app.pagination import Page, PageRequest, family_rows_oldest_first, fetch_page
 from app.rewards import events as reward_events
 from app.rewards.models import ClaimStatus, Reward, RewardClaim
-from app.rewards.schemas import RewardIn
+from app.rewards.schemas import RewardIn, RewardUpdate
 from app.tasks import service as task_service
 
 TITLE_MAX = 200
@@ -30,6 +30,10 @@ REASON_MAX = 200
 
 class ClaimNotPending(Conflict):
     code = "claim_not_pending"
+
+
+class RewardClaimPending(Conflict):
+    code = "reward_claim_pending"
 
 
 async def list_rewards(
@@ -54,12 +58,68 @@ async def create_reward(
     )
     session.add(reward)
     await session.flush()
+    await session.refresh(reward)  # created_at, which the event carries
+    reward_events.record_reward_created(
+        session=session, reward=reward, members=await _family_member_ids(session, family_id)
+    )
     return reward
+
+
+async def _family_member_ids(session: AsyncSession, family_id: uuid.UUID) -> list[uuid.UUID]:
+    return await family_service.member_ids(session=session, family_id=family_id)
+
+
+async def _parents_reward(session: AsyncSession, actor: User, reward_id: uuid.UUID) -> Reward:
+    """A reward of the actor's family, locked, for a parent to change."""
+    reward = await session.get(Reward, reward_id, with_for_update=True, populate_existing=True)
+    if reward is None or reward.family_id != actor.family_id:
+        raise NotFound("reward not found")
+    family_service.require_parent(actor)
+    return reward
+
+
+async def update_reward(
+    *, session: AsyncSession, actor: User, reward_id: uuid.UUID, data: RewardUpdate
+) -> Reward:
+    """Change a reward (parents only); pending claims keep the cost they reserved."""
+    reward = await _parents_reward(session, actor, reward_id)
+    for field in data.model_fields_set:
+        setattr(reward, field, getattr(data, field))
+    await session.flush()
+    reward_events.record_reward_updated(
+        session=session, reward=reward, members=await _family_member_ids(session, reward.family_id)
+    )
+    return reward
+
+
+async def delete_reward(*, session: AsyncSession, actor: User, reward_id: uuid.UUID) -> None:
+    """Withdraw a reward (parents only), with its decided claims; a pending claim refuses it.
+
+    A pending claim holds the child's reserved karma: it is decided (refunded or spent) first.
+    """
+    reward = await _parents_reward(session, actor, reward_id)
+    # A claim made meanwhile waits for the reward's row lock taken above.
+    pending = await session.scalar(
+        select(RewardClaim.id)
+        .where(RewardClaim.reward_id == reward.id, RewardClaim.status == ClaimStatus.PENDING)
+        .limit(1)
+    )
+    if pending is not None:
+        raise RewardClaimPending(
+            "a claim on this reward is pending: approve or reject it first",
+            details={"claimId": str(pending)},
+        )
+    reward_events.record_reward_deleted(
+        session=session, reward=reward, members=await _family_member_ids(session, reward.family_id)
+    )
+    await session.delete(reward)
+    await session.flush()
 
 
 async def claim_reward(*, session: AsyncSession, actor: User, reward_id: uuid.UUID) -> RewardClaim:
     """A child claims a reward: reserve its karma, open the claim and the parents' approval task."""
-    reward = await session.get(Reward, reward_id)
+    # FOR KEY SHARE: a deletion of the reward (FOR UPDATE) waits for the claim or goes first.
+    reward = await session.get(Reward, reward_id, with_for_update={"read": True, "key_share": True})
     if reward is None or reward.family_id != actor.family_id:
         raise NotFound("reward not found")
     if actor.is_parent:

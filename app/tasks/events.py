@@ -64,6 +64,7 @@ def _created_notification(event: TaskCreated) -> Notification:
         title="New task",
         body=event.task.title,
         about=f"task:{event.task_id}",
+        url=f"/#tasks/{event.task_id}",
         skip_users=frozenset({event.task.created_by}),
     )
 
@@ -74,6 +75,7 @@ def _assigned_notification(event: TaskAssigned) -> Notification:
         title="A task for you",
         body=event.task.title,
         about=f"task:{event.task_id}",
+        url=f"/#tasks/{event.task_id}",
         only_users=frozenset(event.assigned_to),
     )
 
@@ -84,6 +86,7 @@ def _completed_notification(event: TaskCompleted) -> Notification:
         title="Task done",
         body=event.task.title,
         about=f"task:{event.task_id}",
+        url=f"/#tasks/{event.task_id}",
         skip_users=frozenset({event.completed_by}),
     )
 

@@ -50,7 +50,11 @@ def test_checked_in_catalogue_matches_the_models() -> None:
 
 def test_every_event_of_every_module_is_catalogued_with_its_recipients() -> None:
     document = build_document()
-    messages = document["components"]["messages"]
+    messages = {
+        key: message
+        for key, message in document["components"]["messages"].items()
+        if not message.get("x-ephemeral")
+    }
     schemas = document["components"]["schemas"]
     expected = [cls for module in catalogue.EVENT_MODULES for cls in module_payloads(module)]
     assert {f"{c.event_type}.v{c.event_version}" for c in expected} == set(messages)
@@ -71,6 +75,46 @@ def test_every_event_of_every_module_is_catalogued_with_its_recipients() -> None
         assert set(data_schema["required"]) <= wire_fields
         operation = document["operations"][f"send.{cls.event_type}.v{cls.event_version}"]
         assert operation["action"] == "send"
+
+
+def test_the_ephemeral_signals_are_catalogued_both_ways() -> None:
+    document = build_document()
+    messages = document["components"]["messages"]
+    schemas = document["components"]["schemas"]
+    signals = {key: m for key, m in messages.items() if m.get("x-ephemeral")}
+    sent = {m["name"] for key, m in signals.items() if f"send.{key}" in document["operations"]}
+    received = {
+        m["name"] for key, m in signals.items() if f"receive.{key}" in document["operations"]
+    }
+    assert sent == {
+        "sync",
+        "resync",
+        "presence.snapshot",
+        "presence.changed",
+        "session.expired",
+        "chat.typing",
+    }
+    assert received == {
+        "sync.request",
+        "auth.renew",
+        "app.visibility",
+        "chat.join",
+        "chat.leave",
+        "chat.typing",
+    }
+
+    # No envelope: the payload is the signal's own schema, with the wire's camelCase names.
+    def properties(key: str) -> set[str]:
+        ref = signals[key]["payload"]["$ref"]
+        return set(schemas[ref.rsplit("/", 1)[1]]["properties"])
+
+    assert properties("sync") == {"stream", "recovered", "replayed", "missing", "lastSeq"}
+    assert properties("presence.snapshot") == {"online"}
+    assert properties("client.chat.typing") == {"chatId", "typing"}
+    assert properties("chat.typing") == {"chatId", "userId", "typing"}
+    for message in signals.values():
+        assert message["summary"]
+        assert message["x-audience"]
 
 
 def test_the_document_is_asyncapi_3_with_valid_schemas_and_resolvable_refs() -> None:

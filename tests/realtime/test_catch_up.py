@@ -46,7 +46,7 @@ async def test_reconnect_catches_up_exactly_what_was_missed(
     await again.connect(last_seq=5)
     await again.wait_until(lambda _: len(again.syncs) == 1)
     names = [name for name, _ in again.received]
-    assert names == ["task.deleted"] * 200 + ["sync"]
+    assert names == ["presence.snapshot"] + ["task.deleted"] * 200 + ["sync"]
     assert [e["seq"] for e in again.envelopes()] == list(range(6, 206))
     assert again.syncs == [
         {

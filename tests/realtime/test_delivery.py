@@ -43,7 +43,7 @@ async def test_task_created_reaches_only_its_assignee(
     assert envelope["id"].startswith("evt_")
     assert envelope["type"] == "task.created"
     assert envelope["version"] == 1
-    assert envelope["seq"] == 1
+    assert envelope["seq"] == 2  # Kim's stream's first event was Lou's member.added
     assert envelope["familyId"] == parent.family_id
     assert datetime.fromisoformat(envelope["occurredAt"]) <= datetime.now(UTC)
     assert envelope["data"] == {

@@ -70,6 +70,9 @@ async def test_two_webs_two_dispatchers_deliver_every_event_in_order(
     sockets = [SocketRecorder(urls[n % 2], m.token) for n, m in enumerate(members)]
     for recorder in sockets:
         await recorder.connect()
+        await recorder.wait_until(lambda _, r=recorder: bool(r.syncs))
+    # Each stream's head when its socket connected (the member.added events before it).
+    heads = [recorder.syncs[0]["lastSeq"] for recorder in sockets]
     # Interleaved small transactions from several writers at once.
     for _ in range(per_user // 10):
         await asyncio.gather(
@@ -78,11 +81,12 @@ async def test_two_webs_two_dispatchers_deliver_every_event_in_order(
                 for m in members
             )
         )
-    for member, recorder in zip(members, sockets, strict=True):
+    for member, recorder, head in zip(members, sockets, heads, strict=True):
         await recorder.wait_until(
             lambda _, r=recorder: len(in_order_without_duplicates(r.envelopes())) >= per_user, 60
         )
-        assert in_order_without_duplicates(recorder.envelopes()) == list(range(1, per_user + 1))
+        expected = list(range(head + 1, head + per_user + 1))
+        assert in_order_without_duplicates(recorder.envelopes()) == expected
         assert {e["data"]["affectedUsers"][0] for e in recorder.envelopes()} == {member.id}
     for recorder in sockets:
         await recorder.disconnect()
@@ -100,6 +104,9 @@ async def test_web_process_killed_clients_resume_elsewhere_without_gaps(
     first = [SocketRecorder(urls[0], m.token) for m in members]
     for recorder in first:
         await recorder.connect()
+        await recorder.wait_until(lambda _, r=recorder: bool(r.syncs))
+    # Each stream's head when its socket connected (the member.added events before it).
+    heads = [recorder.syncs[0]["lastSeq"] for recorder in first]
     total = 100
 
     async def write() -> None:
@@ -113,15 +120,15 @@ async def test_web_process_killed_clients_resume_elsewhere_without_gaps(
     await first[0].wait_until(lambda _: len(first[0].envelopes()) >= 20, 30)
     webs[0].kill()
     resumed = []
-    for member, recorder in zip(members, first, strict=True):
+    for member, recorder, head in zip(members, first, heads, strict=True):
         async with asyncio.timeout(10):
             await recorder.client.wait()
         seen = [e["seq"] for e in recorder.envelopes()]
         again = SocketRecorder(urls[1], member.token)
-        await again.connect(last_seq=max(seen, default=0))
+        await again.connect(last_seq=max(seen, default=head))
         resumed.append(again)
     await writer
-    for recorder, again in zip(first, resumed, strict=True):
+    for recorder, again, head in zip(first, resumed, heads, strict=True):
         await again.wait_until(
             lambda _, r=recorder, a=again: (
                 bool(a.syncs)
@@ -130,5 +137,5 @@ async def test_web_process_killed_clients_resume_elsewhere_without_gaps(
             60,
         )
         kept = in_order_without_duplicates(recorder.envelopes() + again.envelopes())
-        assert kept == list(range(1, total + 1))
+        assert kept == list(range(head + 1, head + total + 1))
         assert [s["recovered"] for s in again.syncs] == [True], again.events[:3]
