@@ -28,6 +28,9 @@ class KarmaAwarded(EventPayload):
 
     event_type = "karma.awarded"
     audience = "the member who received it"
+    # The ledger entry (`id` in the karma history), so a client adds it to a history it
+    # fetched once only. None in events staged before it was added.
+    entry_id: int | None = None
     user_id: uuid.UUID
     amount: int
     reason: str
@@ -54,6 +57,7 @@ def record_awarded(
 ) -> None:
     """Stage ``karma.awarded`` for the credit ``entry`` (a grant or a task reward)."""
     payload = KarmaAwarded(
+        entry_id=entry.id,
         user_id=entry.user_id,
         amount=entry.amount,
         reason=entry.reason,

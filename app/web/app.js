@@ -216,9 +216,9 @@ function onTaskEvent(type, { data }) {
 
 function onKarmaEvent(type, { data, occurredAt }) {
   state.karma.balance = data.newBalance;
-  const known = state.karma.history.some((e) => e.balanceAfter === data.newBalance && e.amount === data.amount && e.reason === data.reason);
-  if (!known) {
-    state.karma.history.unshift({ amount: data.amount, reason: data.reason, source: data.source, balanceAfter: data.newBalance, createdAt: occurredAt });
+  // The history may have been fetched after this entry was made: add it once.
+  if (!state.karma.history.some((e) => e.id === data.entryId)) {
+    state.karma.history.unshift({ id: data.entryId, amount: data.amount, reason: data.reason, source: data.source, balanceAfter: data.newBalance, createdAt: occurredAt });
   }
   renderKarma();
   renderRewards();

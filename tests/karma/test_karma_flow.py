@@ -32,13 +32,14 @@ async def test_grant_reaches_only_the_receiver(
 
     first = await grant(api, ada, kim, 5, "Tidied the room")
     assert (first["userId"], first["amount"], first["balanceAfter"]) == (kim.id, 5, 5)
-    await grant(api, ben, kim, 3, "  Homework  ")
+    second = await grant(api, ben, kim, 3, "  Homework  ")
 
     await wait_for(sockets[kim.id], 2)
     assert data_of(sockets[kim.id]) == [
         (
             "karma.awarded",
             {
+                "entryId": first["id"],
                 "userId": kim.id,
                 "amount": 5,
                 "reason": "Tidied the room",
@@ -50,6 +51,7 @@ async def test_grant_reaches_only_the_receiver(
         (
             "karma.awarded",
             {
+                "entryId": second["id"],
                 "userId": kim.id,
                 "amount": 3,
                 "reason": "Homework",
@@ -60,13 +62,15 @@ async def test_grant_reaches_only_the_receiver(
         ),
     ]
     envelopes = [envelope for _, envelope in domain_events(sockets[kim.id].events)]
-    assert [(e["seq"], e["familyId"], e["version"]) for e in envelopes] == [
+    # Next to each other on Kim's stream (after the member.added events of her siblings).
+    first_seq = envelopes[0]["seq"]
+    assert [(e["seq"] - first_seq, e["familyId"], e["version"]) for e in envelopes] == [
+        (0, ada.family_id, 1),
         (1, ada.family_id, 1),
-        (2, ada.family_id, 1),
     ]
 
     # Later events for everybody else: once they have arrived, the grants would have too.
-    await grant(api, ada, lou, 1, "marker")
+    lou_marker = await grant(api, ada, lou, 1, "marker")
     marker_task = await create_task(api, ada, [ada, ben], title="marker")
     await grant(api, zed, zed, 1, "marker")
     for member in (lou, ada, ben, zed):
@@ -75,6 +79,7 @@ async def test_grant_reaches_only_the_receiver(
         (
             "karma.awarded",
             {
+                "entryId": lou_marker["id"],
                 "userId": lou.id,
                 "amount": 1,
                 "reason": "marker",
@@ -125,10 +130,12 @@ async def test_completing_a_task_credits_each_assignee(
     await wait_for(sockets[lou.id], 3)
     completed = {"taskId": task["id"], "completedBy": kim.id, "task": done.json()}
 
-    def awarded(member: Member, new_balance: int) -> tuple[str, dict[str, Any]]:
+    async def awarded(member: Member, new_balance: int) -> tuple[str, dict[str, Any]]:
+        history = (await api.get(f"/v1/users/{member.id}/karma", headers=ada.headers)).json()
         return (
             "karma.awarded",
             {
+                "entryId": history["history"][0]["id"],
                 "userId": member.id,
                 "amount": 4,
                 "reason": "Dishes",
@@ -145,10 +152,10 @@ async def test_completing_a_task_credits_each_assignee(
         "task.completed",
         "karma.awarded",
     ]
-    assert kim_events[2:] == [("task.completed", completed), awarded(kim, 6)]
+    assert kim_events[2:] == [("task.completed", completed), await awarded(kim, 6)]
     lou_events = data_of(sockets[lou.id])
     assert [name for name, _ in lou_events] == ["task.created", "task.completed", "karma.awarded"]
-    assert lou_events[1:] == [("task.completed", completed), awarded(lou, 4)]
+    assert lou_events[1:] == [("task.completed", completed), await awarded(lou, 4)]
 
     # The parent learns of the completion, and of no karma: proven by a later marker.
     marker = await create_task(api, ada, [ada], title="marker")
@@ -225,7 +232,8 @@ async def test_karma_permissions_and_validation(api: httpx.AsyncClient, database
         assert response.status_code == 422, query
 
     assert await run_sql(database_url, "SELECT count(*) FROM karma_ledger") == [(0,)]
-    assert await run_sql(database_url, "SELECT count(*) FROM outbox_events") == [(0,)]
+    karma_events = "SELECT count(*) FROM outbox_events WHERE type LIKE 'karma.%%'"
+    assert await run_sql(database_url, karma_events) == [(0,)]
 
     # The bounds themselves are accepted; children read their own and their siblings' karma.
     await grant(api, ada, kim, 10_000, "x" * 200)
