@@ -45,14 +45,16 @@ async def commit_events(
 
 
 async def wait_until_delivered(database_url: str, count: int, within: float = 30.0) -> None:
-    """Wait until ``count`` outbox rows are delivered (the dispatcher has handed them over)."""
+    """Wait until ``count`` of the rows ``commit_events`` wrote are delivered (the dispatcher
+    has handed them over)."""
     async with (
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
         asyncio.timeout(within),
     ):
         while True:
             cur = await conn.execute(
-                "SELECT count(*) FROM outbox_events WHERE status = 'delivered'"
+                "SELECT count(*) FROM outbox_events"
+                " WHERE status = 'delivered' AND type = 'task.deleted'"
             )
             row = await cur.fetchone()
             if row is not None and row[0] >= count:
@@ -61,8 +63,13 @@ async def wait_until_delivered(database_url: str, count: int, within: float = 30
 
 
 def outbox_statuses(database_url: str) -> dict[str, int]:
+    """How many of the rows ``commit_events`` wrote are in each status (the family's own
+    events, such as ``member.added``, are not counted)."""
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT status, count(*) FROM outbox_events GROUP BY status").fetchall()
+        rows = conn.execute(
+            "SELECT status, count(*) FROM outbox_events WHERE type = 'task.deleted'"
+            " GROUP BY status"
+        ).fetchall()
     return dict(rows)
 
 
