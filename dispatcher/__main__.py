@@ -44,13 +44,15 @@ def connection_options(settings: DispatcherSettings) -> str:
     # if the server crashed and lost them, the rows would just be claimed and delivered again
     # (at least once; clients dedupe). The events themselves were made durable by the writers'
     # synchronous commits. The timeouts bound every wait on another process (docs/delivery.md).
+    # JIT off: every statement here touches a handful of rows, and one whose estimate crosses
+    # jit_above_cost would be compiled at every execution (~40 ms the emits wait for).
     timeouts = {
         "lock_timeout": settings.lock_timeout_seconds,
         "statement_timeout": settings.statement_timeout_seconds,
         "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_seconds,
     }
     return " ".join(
-        ["-c synchronous_commit=off"]
+        ["-c synchronous_commit=off", "-c jit=off"]
         + [f"-c {name}={round(seconds * 1000)}ms" for name, seconds in timeouts.items()]
     )
 

@@ -19,22 +19,27 @@ from app.push.notifications import delivery_specs
 from dispatcher import metrics
 
 
+def enqueue_parameters(events: Sequence[OutboxEventRow], *, channel: str) -> dict[str, Any] | None:
+    """``queries.ENQUEUE``'s parameters for ``events``; ``None`` when none of them pushes."""
+    specs = delivery_specs(events)
+    if not specs:
+        return None
+    return {
+        "specs": Jsonb(specs),
+        "user_pattern": queries.USER_STREAM_PATTERN,
+        "chat_pattern": queries.CHAT_STREAM_PATTERN,
+        "channel": channel,
+    }
+
+
 async def enqueue_pushes(
     conn: AsyncConnection[Any], events: Sequence[OutboxEventRow], *, channel: str
 ) -> int:
     """Queue the pushes of ``events`` in the caller's transaction; return how many."""
-    specs = delivery_specs(events)
-    if not specs:
+    params = enqueue_parameters(events, channel=channel)
+    if params is None:
         return 0
-    cur = await conn.execute(
-        queries.ENQUEUE,
-        {
-            "specs": Jsonb(specs),
-            "user_pattern": queries.USER_STREAM_PATTERN,
-            "chat_pattern": queries.CHAT_STREAM_PATTERN,
-            "channel": channel,
-        },
-    )
+    cur = await conn.execute(queries.ENQUEUE, params)
     total = 0
     for event_type, count, _ in await cur.fetchall():
         metrics.PUSH_ENQUEUED.labels(event_type).inc(count)

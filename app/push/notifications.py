@@ -133,7 +133,8 @@ def notification_message(event: OutboxEventRow, note: Notification) -> dict[str,
 
 
 def delivery_specs(events: Iterable[OutboxEventRow]) -> list[dict[str, Any]]:
-    """What the push queue needs of each push-worthy event: message, topic, TTL, urgency."""
+    """What the push queue needs of each push-worthy event: message, topic, TTL, urgency, and
+    the streams it went to (whose users, or chat members, it pushes to)."""
     specs: list[dict[str, Any]] = []
     for event in events:
         policy = push_policy(event.type, event.version)
@@ -150,6 +151,7 @@ def delivery_specs(events: Iterable[OutboxEventRow]) -> list[dict[str, Any]]:
                 "topic": topic_of(note.about),
                 "ttl_seconds": policy.ttl_seconds,
                 "urgency": policy.urgency,
+                "streams": [stream for stream, _ in event.recipients],
                 "skip_users": sorted(str(u) for u in note.skip_users if u is not None),
             }
             if note.only_users is not None:

@@ -29,30 +29,40 @@ CHAT_STREAM_PATTERN = f"^{re.escape(_CHAT_PREFIX)}{_UUID_PATTERN}$"
 
 # One push per subscription of each recipient with no visible app open. Recipients are the
 # users of ``user:<id>`` streams and the members of ``chat:<id>`` rooms (the chat's members at
-# delivery time), minus the event's own ``skip_users`` (its actor). The presence check is
-# ``app.realtime.presence.users_with_visible_app`` in SQL: a visible socket on a live node.
-# The CASEs make sure only well-formed stream names are ever cast. Wakes the push sender with
-# one NOTIFY, only when something was queued.
+# delivery time), minus the event's own ``skip_users`` (its actor). Each spec carries its
+# event's streams, as the dispatcher claimed them: the outbox is not read again. The presence
+# check is ``app.realtime.presence.users_with_visible_app`` in SQL (a visible socket on a live
+# node), read once as an anti-join rather than once per recipient. The CASEs make sure only
+# well-formed stream names are ever cast. Wakes the push sender with one NOTIFY, only when
+# something was queued.
+#
+# This runs in every delivery transaction, so its plan must stay cheap: a plan estimated above
+# ``jit_above_cost`` is JIT-compiled at every execution, some 40 ms the batch's emits wait for
+# (tests/push/test_enqueue_plan.py; the drain sessions also run with JIT off).
 ENQUEUE = sql.SQL(
     """
 WITH spec AS (
     SELECT * FROM jsonb_to_recordset(%(specs)s) AS s(
         event_id bigint, event_type text, payload jsonb, topic text, ttl_seconds integer,
-        urgency text, skip_users jsonb, only_users jsonb)
+        urgency text, streams jsonb, skip_users jsonb, only_users jsonb)
 ),
 stream AS (
-    SELECT r.event_id,
-        CAST(CASE WHEN r.stream ~ %(user_pattern)s
-             THEN substr(r.stream, {user_id_from}) END AS uuid) AS user_id,
-        CAST(CASE WHEN r.stream ~ %(chat_pattern)s
-             THEN substr(r.stream, {chat_id_from}) END AS uuid) AS chat_id
-    FROM outbox_recipients AS r
-    WHERE r.event_id IN (SELECT event_id FROM spec)
+    SELECT spec.event_id,
+        CAST(CASE WHEN name ~ %(user_pattern)s THEN substr(name, {user_id_from}) END AS uuid)
+            AS user_id,
+        CAST(CASE WHEN name ~ %(chat_pattern)s THEN substr(name, {chat_id_from}) END AS uuid)
+            AS chat_id
+    FROM spec, jsonb_array_elements_text(spec.streams) AS name
 ),
 recipient AS (
     SELECT event_id, user_id FROM stream WHERE user_id IS NOT NULL
     UNION
     SELECT s.event_id, m.user_id FROM stream AS s JOIN chat_members AS m ON m.chat_id = s.chat_id
+),
+app_visible AS (
+    SELECT ps.user_id FROM presence_sockets AS ps
+    JOIN realtime_nodes AS n ON n.node_id = ps.node_id
+    WHERE ps.visible AND n.expires_at > clock_timestamp()
 ),
 inserted AS (
     INSERT INTO push_deliveries
@@ -65,10 +75,7 @@ inserted AS (
     WHERE NOT (spec.skip_users ? CAST(rc.user_id AS text))
       AND (spec.only_users IS NULL OR spec.only_users ? CAST(rc.user_id AS text))
       AND (sub.expires_at IS NULL OR sub.expires_at > now())
-      AND NOT EXISTS (
-          SELECT 1 FROM presence_sockets AS ps
-          JOIN realtime_nodes AS n ON n.node_id = ps.node_id
-          WHERE ps.user_id = rc.user_id AND ps.visible AND n.expires_at > clock_timestamp())
+      AND NOT EXISTS (SELECT 1 FROM app_visible AS v WHERE v.user_id = rc.user_id)
     ORDER BY spec.event_id, sub.id
     ON CONFLICT (subscription_id, event_id) DO NOTHING
     RETURNING event_type
