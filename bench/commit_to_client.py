@@ -1,11 +1,15 @@
 """Commit -> Socket.IO client latency, beside its two bare baselines (README, Benchmarks).
 
-    .venv/bin/python bench/commit_to_client.py [--events 2000] [--rate 1000] [--database-url URL]
+    .venv/bin/python bench/commit_to_client.py [--events 2000] [--rate 1000] [--push both]
 
 A: NOTIFY -> LISTEN between two psycopg connections. B: a bare Socket.IO server (uvicorn
 subprocess) echoing a client in another process. The system: the real ``web`` and ``dispatcher``
 processes; tasks POSTed over REST for a child whose Socket.IO client runs in another process
-(bench/peers.py record). All in a scratch database, dropped at the end. Prints a table, writes
+(bench/peers.py record). It runs twice, with Web Push off and configured (``--push``): configured
+means VAPID keys, the child's device subscribed to the loopback push service (a process of its
+own: bench/peers.py push-service) and the child's app reported hidden, so that every event also
+queues a push and the push sender sends it, as in a deployment. Both runs are held to the same
+budget. All in a scratch database, dropped at the end. Prints a table, writes
 bench/results/commit_to_client.json, and exits 1 if a budget is missed.
 """
 
@@ -18,6 +22,7 @@ import os
 import signal
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -45,8 +50,13 @@ from harness import (
 )
 from psycopg.conninfo import conninfo_to_dict
 
+sys.path.insert(0, str(REPO_ROOT))
+from app.vapid_keys import generate_key_pair
+
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 WARMUP_EVENTS = 50
+PUSH_MODES = ("off", "on")
+VAPID_SUBJECT = "mailto:bench@family.test"
 PHASE_ROWS = [  # (label, key in a phase's results)
     ("receipt - 201 response", "receipt_minus_response_ms"),
     ("receipt - occurredAt (ms-truncated)", "receipt_minus_occurred_at_ms"),
@@ -64,6 +74,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=1000, help="samples of each baseline")
     parser.add_argument("--streams", type=int, default=1, help="children the tasks go to in turn")
     parser.add_argument("--settle", type=float, default=30, help="s to wait for stragglers")
+    parser.add_argument(
+        "--push",
+        choices=[*PUSH_MODES, "both"],
+        default="both",
+        help="run with Web Push off, configured, or both (default)",
+    )
     add_database_url_option(parser)
     parser.add_argument(
         "--dispatcher-env",
@@ -120,22 +136,94 @@ async def outbox_rows(database_url: str) -> dict[str, dict[str, Any]]:
         return {row[0]: dict(zip(columns, row[1:], strict=True)) for row in await cur.fetchall()}
 
 
-def measure_system(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+def start_push_service(database_url: str, args: argparse.Namespace, log_dir: Path) -> PushSetup:
+    """The loopback push service, and the settings that send the system's pushes to it."""
+    private_key, public_key = generate_key_pair()
+    argv = [sys.executable, "bench/peers.py", "push-service", public_key, str(log_dir)]
+    child = start_child(
+        "push-service",
+        [*argv, str(args.streams)],
+        system_env(database_url),
+        log_dir,
+        pipes=True,
+    )
+    assert child.process.stdout is not None
+    line = child.process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the push service did not start:\n{child.log_tail()}")
+    started = json.loads(line)
+    env = {
+        "APP_VAPID_PRIVATE_KEY": private_key,
+        "APP_VAPID_SUBJECT": VAPID_SUBJECT,
+        # The loopback push service (the default list has real push services only).
+        "APP_PUSH_ENDPOINT_ALLOWLIST": json.dumps(["127.0.0.1"]),
+        "DISPATCHER_PUSH_CA_FILE": started["caFile"],
+    }
+    return PushSetup(child, env, started["subscriptions"])
+
+
+@dataclass
+class PushSetup:
+    """Web Push configured: the push service's process, the system's settings for it, and a
+    browser subscription for each child."""
+
+    service: Child
+    env: dict[str, str]
+    subscriptions: list[dict[str, Any]]
+
+    def stop(self) -> dict[str, int]:
+        """Stop the push service; return how many pushes it received and refused."""
+        counts: dict[str, int] = json.loads(self.service.process.communicate("", 30)[0])
+        return counts
+
+
+def measure_system(
+    database_url: str, args: argparse.Namespace, log_dir: Path, *, push: bool
+) -> dict[str, Any]:
     """Run the real web + dispatcher; time REST-created tasks to the assignee's socket."""
     env = system_env(database_url)
     port = free_port()
+    mode = "push-on" if push else "push-off"
     with ExitStack() as stack:
+        setup = start_push_service(database_url, args, log_dir) if push else None
+        if setup is not None:
+            stack.callback(setup.service.stop)
+            env |= setup.env
         argv = uvicorn_argv("app.main:create_app", port, "--factory")
-        web = start_child("web", argv, env, log_dir)
+        web = start_child("web", argv, env, log_dir, log_name=f"web-{mode}.log")
         stack.callback(web.stop)
         extra = dict(pair.split("=", 1) for pair in args.dispatcher_env)
         argv = [sys.executable, "-m", "dispatcher"]
-        dispatcher = start_child("dispatcher", argv, env | extra, log_dir)
+        log_name = f"dispatcher-{mode}.log"
+        dispatcher = start_child("dispatcher", argv, env | extra, log_dir, log_name=log_name)
         stack.callback(dispatcher.stop)
         web.wait_for_http(f"http://127.0.0.1:{port}/healthz")
         dispatcher.wait_for_log("dispatcher worker started")
         children = {"web": web, "dispatcher": dispatcher}
-        return asyncio.run(drive_system(database_url, port, args, log_dir, children))
+        subscriptions = setup.subscriptions if setup is not None else None
+        results = asyncio.run(
+            drive_system(database_url, port, args, log_dir, children, subscriptions)
+        )
+        if setup is not None:
+            # Let the push sender finish, so the push service's counts are the whole run's.
+            pushes = results["sequential"]["events"] + results["paced"]["events"] + WARMUP_EVENTS
+            results["pushes"] = asyncio.run(wait_for_pushes(database_url, pushes, args.settle))
+            results["pushes"] |= setup.stop()
+        return results
+
+
+async def wait_for_pushes(database_url: str, expected: int, within: float) -> dict[str, int]:
+    """Wait until ``expected`` pushes are sent (or ``within`` s pass); the queue's counts."""
+    query = "SELECT status, count(*) FROM push_deliveries GROUP BY status"
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            cur = await conn.execute(query)
+            counts = {status: count for status, count in await cur.fetchall()}
+            done = counts.get("sent", 0) >= expected
+            if done or asyncio.get_running_loop().time() > deadline:
+                return {"queued": sum(counts.values()), "sent": counts.get("sent", 0)}
+            await asyncio.sleep(0.2)
 
 
 async def drive_system(
@@ -144,8 +232,12 @@ async def drive_system(
     args: argparse.Namespace,
     log_dir: Path,
     children: dict[str, Child],
+    subscriptions: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """Sign up a family, watch the child's socket from another process, write the phases."""
+    """Sign up a family, watch the child's socket from another process, write the phases.
+
+    With ``subscriptions`` (Web Push configured), each child subscribes a device and its socket
+    reports the app hidden, so each event also queues a push."""
     plan = [
         ("warm-up", WARMUP_EVENTS, None, 1),
         ("sequential", args.sequential, None, 1),
@@ -156,8 +248,15 @@ async def drive_system(
     limits = httpx.Limits(max_connections=args.writers)
     async with httpx.AsyncClient(base_url=web_url, timeout=60, limits=limits) as api:
         parent, kids = await sign_up_family(api, args.streams)
+        for kid, subscription in zip(kids, subscriptions or [], strict=False):
+            subscribed = await api.post(
+                "/v1/push/subscriptions", headers=kid.headers, json=subscription
+            )
+            subscribed.raise_for_status()
         tokens = ",".join(kid.token for kid in kids)
         argv = [sys.executable, "bench/peers.py", "record", web_url, tokens]
+        if subscriptions is not None:
+            argv.append("hidden")
         peer = start_child("recorder", argv, system_env(database_url), log_dir, pipes=True)
         children = children | {"recorder": peer}
         recorder = Recorder(peer)
@@ -188,7 +287,8 @@ def table_row(label: str, stats: dict[str, Any]) -> str:
 
 
 def report(results: dict[str, Any], rate: float) -> dict[str, Any]:
-    """Print the table and the budget checks (docs/design.md); return the verdicts."""
+    """Print the table and the budget checks (docs/design.md); return the verdicts, each
+    budget once per push mode run (``push_off_...``, ``push_on_...``)."""
     cores = os.cpu_count() or 1
     print(f"\nCommit -> Socket.IO client, {cores} cores; load average (1/5/15m):")
     print("  " + ", ".join(f"{k} {v}" for k, v in results["load_average"].items()))
@@ -197,10 +297,24 @@ def report(results: dict[str, Any], rate: float) -> dict[str, Any]:
     a, b = results["baseline_a_notify_listen_ms"], results["baseline_b_socketio_round_trip_ms"]
     print(table_row("A  bare NOTIFY -> LISTEN", a))
     print(table_row("B  bare Socket.IO emit -> client round trip", b))
-    seq, paced = results["sequential"], results["paced"]
-    streams = f"{results['args']['streams']} stream(s)"
+    limit = 5 * (a["p50"] + b["p50"])
+    verdicts: dict[str, Any] = {"p50_limit_ms": round(limit, 3), "target_rate": rate}
+    for mode in PUSH_MODES:
+        system = results.get(f"push_{mode}")
+        if system is not None:
+            verdicts |= report_system(system, mode, limit, rate, results["args"]["streams"])
+    return verdicts
+
+
+def report_system(
+    system: dict[str, Any], mode: str, limit: float, rate: float, streams: int
+) -> dict[str, bool]:
+    """Print one run of the system (Web Push ``mode``) and its budget checks."""
+    cores = os.cpu_count() or 1
+    seq, paced = system["sequential"], system["paced"]
+    print(f"  Web Push {mode}:" + (f" {system['pushes']}" if "pushes" in system else ""))
     for title, run in (("sequential, 1 writer", seq), (f"paced at {rate:g}/s", paced)):
-        title = f"{title}, {streams}"
+        title = f"{title}, {streams} stream(s)"
         print(
             f"  system, {title}: {run['events']} events, {run['achieved_events_per_s']} events/s"
             f" achieved, lost {run['lost']}"
@@ -209,27 +323,24 @@ def report(results: dict[str, Any], rate: float) -> dict[str, Any]:
             print(table_row(f"  {label}", run[key]))
         cpu = ", ".join(f"{k} {v:g}" for k, v in run["cpu_percent"].items())
         print(f"    CPU in % of one core: {cpu} (machine: of {100 * cores})")
-    limit = 5 * (a["p50"] + b["p50"])
     p50, p99 = seq["receipt_minus_response_ms"]["p50"], paced["receipt_minus_response_ms"]["p99"]
     rate_met = paced["achieved_events_per_s"] >= 0.95 * rate
     no_loss = seq["lost"] == paced["lost"] == 0
-    faults = f"duplicates {results['duplicates']}, out of order {results['out_of_order']}"
+    faults = f"duplicates {system['duplicates']}, out of order {system['out_of_order']}"
     verdicts = {
         "p50_within_5x_baselines": p50 <= limit and no_loss,
         "p99_le_20ms_at_rate": p99 <= 20 and rate_met and no_loss,
     }
     passed = {k: "PASS" if v else "FAIL" for k, v in verdicts.items()}
     short = "" if rate_met else f" (only {paced['achieved_events_per_s']} events/s reached)"
-    print("Budget, on receipt - 201 response:")
-    print(
-        f"  p50 within 5 x (A_p50 + B_p50): {p50:.2f} ms vs 5 x ({a['p50']:.2f} + {b['p50']:.2f})"
-        f" = {limit:.2f} ms  {passed['p50_within_5x_baselines']}"
-    )
+    print(f"Budget with Web Push {mode}, on receipt - 201 response:")
+    verdict = passed["p50_within_5x_baselines"]
+    print(f"  p50 within 5 x (A_p50 + B_p50): {p50:.2f} ms vs {limit:.2f} ms  {verdict}")
     print(
         f"  p99 <= 20 ms at {rate:g} events/s: {p99:.2f} ms{short}  {passed['p99_le_20ms_at_rate']}"
     )
     print(f"  no committed event lost: {'PASS' if no_loss else 'FAIL'} ({faults})")
-    return verdicts | {"p50_limit_ms": round(limit, 3), "target_rate": rate}
+    return {f"push_{mode}_{name}": verdict for name, verdict in verdicts.items()}
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
@@ -253,16 +364,19 @@ def main() -> int:
         print("baseline B: Socket.IO round trip ...", flush=True)
         b = socketio_round_trips(args.samples, log_dir)
         results["baseline_b_socketio_round_trip_ms"] = summarize_ms(b)
-        load["before system"] = os.getloadavg()
-        print("system: REST commit -> Socket.IO client ...", flush=True)
-        results |= measure_system(database_url, args, log_dir)
+        modes = PUSH_MODES if args.push == "both" else (args.push,)
+        for mode in modes:
+            load[f"before system, push {mode}"] = os.getloadavg()
+            print(f"system, Web Push {mode}: REST commit -> Socket.IO client ...", flush=True)
+            push = mode == "on"
+            results[f"push_{mode}"] = measure_system(database_url, args, log_dir, push=push)
     load["end"] = os.getloadavg()
     results["load_average"] = {k: [round(x, 2) for x in v] for k, v in load.items()}
     results["budget"] = report(results, args.rate)
     out = RESULTS_DIR / "commit_to_client.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {log_dir.relative_to(REPO_ROOT)}/")
-    met = all(results["budget"][k] for k in ("p50_within_5x_baselines", "p99_le_20ms_at_rate"))
+    met = all(v for k, v in results["budget"].items() if k.startswith("push_"))
     return 0 if met else 1
 
 

@@ -2,11 +2,19 @@
 
     uvicorn peers:bare_app --app-dir bench      # baseline B's server: echoes every "echo"
     python bench/peers.py ping URL COUNT        # baseline B's client: prints round trips (s)
-    python bench/peers.py record URL TOKEN,...  # the system's clients: record every event
+    python bench/peers.py record URL TOKEN,... [hidden]  # the system's clients: record every event
+    python bench/peers.py push-service PUBLIC_KEY DIR COUNT  # the loopback Web Push service
 
 ``record`` prints ``ready`` once all its sockets are connected, then answers each stdin line
 ``EXPECTED TIMEOUT`` by waiting until it holds EXPECTED new events (or TIMEOUT seconds pass) and
-printing them as one JSON line of ``[time.time() at receipt, socket index, envelope]``.
+printing them as one JSON line of ``[time.time() at receipt, socket index, envelope]``. With
+``hidden``, each socket first reports its app as not visible, so every event also queues a push to
+its member's devices (as for an app in the background).
+
+``push-service`` runs the push service the push tests use (doubles/push_service.py: it checks
+VAPID and decrypts every message, on HTTPS) in a process of its own, as a real one would be. It
+prints one JSON line ``{"caFile", "subscriptions": [COUNT browser subscriptions]}``, then serves
+until stdin closes, and prints ``{"received", "refused"}``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -55,7 +64,7 @@ async def ping(url: str, count: int) -> list[float]:
     return round_trips
 
 
-async def record(url: str, tokens: list[str]) -> None:
+async def record(url: str, tokens: list[str], *, hidden: bool) -> None:
     """Record every event these members receive, one socket each, until stdin closes."""
     received: list[tuple[float, int, Any]] = []
     arrived = asyncio.Event()
@@ -71,6 +80,10 @@ async def record(url: str, tokens: list[str]) -> None:
     for index, (client, token) in enumerate(zip(clients, tokens, strict=True)):
         client.on("*", recorder_for(index))
         await client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+        if hidden:
+            ack = await client.call("app.visibility", {"visible": False}, timeout=10)
+            if not ack.get("ok"):
+                raise RuntimeError(f"app.visibility refused: {ack}")
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
@@ -87,9 +100,29 @@ async def record(url: str, tokens: list[str]) -> None:
         await client.disconnect()
 
 
+async def push_service(public_key: str, directory: Path, count: int) -> None:
+    """The loopback push service, serving until stdin closes."""
+    from doubles.push_service import PushService
+
+    service = PushService(public_key, directory)
+    await service.start()
+    try:
+        subscriptions = [service.new_browser().subscription() for _ in range(count)]
+        print(json.dumps({"caFile": str(service.ca_file), "subscriptions": subscriptions}))
+        sys.stdout.flush()
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        print(json.dumps({"received": len(service.received), "refused": len(service.refused)}))
+        sys.stdout.flush()
+    finally:
+        await service.close()
+
+
 if __name__ == "__main__":
-    mode, url, arg = sys.argv[1:4]
+    mode, *args = sys.argv[1:]
     if mode == "ping":
-        print(json.dumps(asyncio.run(ping(url, int(arg)))))
+        print(json.dumps(asyncio.run(ping(args[0], int(args[1])))))
+    elif mode == "push-service":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for doubles/
+        asyncio.run(push_service(args[0], Path(args[1]), int(args[2])))
     else:
-        asyncio.run(record(url, arg.split(",")))
+        asyncio.run(record(args[0], args[1].split(","), hidden=args[2:] == ["hidden"]))
