@@ -67,8 +67,7 @@ def outbox_statuses(database_url: str) -> dict[str, int]:
     events, such as ``member.added``, are not counted)."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT status, count(*) FROM outbox_events WHERE type = 'task.deleted'"
-            " GROUP BY status"
+            "SELECT status, count(*) FROM outbox_events WHERE type = 'task.deleted' GROUP BY status"
         ).fetchall()
     return dict(rows)
 
