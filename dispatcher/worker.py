@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.outbox import queries
 from app.outbox.envelope import OutboxEventRow
 from app.outbox.staging import payload_model
+from app.realtime.holding import HoldingRedisManager
 from app.realtime.pg_manager import PostgresManager
 from app.realtime.signals import ResyncOut
 from dispatcher import metrics, push_queue
@@ -256,8 +257,12 @@ class Worker:
         if isinstance(self.manager, PostgresManager):
             async with self.manager.publishing_in(conn):
                 yield
+        elif isinstance(self.manager, HoldingRedisManager):
+            # Redis: emits go out before the commit, the batch's in one pipelined round trip
+            # (at least once; clients dedupe by id).
+            async with self.manager.publishing():
+                yield
         else:
-            # Redis: emits go out before the commit (at least once; clients dedupe by id).
             yield
 
     async def _mark_failed(

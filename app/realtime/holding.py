@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -142,6 +145,19 @@ class HoldingPostgresManager(PostgresManager, HoldingManager):
     channel_disconnected = HoldingManager.channel_disconnected
 
 
+@dataclass
+class _PublishBuffer:
+    owner: HoldingRedisManager
+    messages: list[Any] = field(default_factory=list)
+    closed: bool = False
+
+
+# The buffer of the `publishing` block the current task is inside, if any.
+_publish_buffer: ContextVar[_PublishBuffer | None] = ContextVar(
+    "redis_manager_publish_buffer", default=None
+)
+
+
 class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
     """python-socketio's Redis manager, with holds, and failures that are not swallowed."""
 
@@ -162,15 +178,45 @@ class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
             redis_options={"socket_connect_timeout": self.publish_timeout_seconds},
         )
 
+    @asynccontextmanager
+    async def publishing(self) -> AsyncIterator[None]:
+        """Buffer the emits made inside the block; publish them at its end in one pipelined
+        round trip (the dispatcher's batch), instead of one awaited round trip per emit."""
+        buffer = _PublishBuffer(owner=self)
+        token = _publish_buffer.set(buffer)
+        try:
+            yield
+        finally:
+            buffer.closed = True
+            _publish_buffer.reset(token)
+        # Reached on normal exit only: an exception in the block publishes nothing.
+        if buffer.messages:
+            await self._publish_all(buffer.messages)
+
     async def _publish(self, data: Any) -> None:
-        # The base class logs "giving up" and returns: the dispatcher would then mark the event
-        # delivered although no web process got it. Raise instead, so the event is retried.
+        buffer = _publish_buffer.get()
+        if buffer is not None and buffer.owner is self:
+            if buffer.closed:
+                # A task spawned inside the block outlived it; dropping silently would lose it.
+                raise RuntimeError("emit after its publishing block ended")
+            buffer.messages.append(data)
+            return
+        await self._publish_all([data])
+
+    async def _publish_all(self, messages: list[Any]) -> None:
+        # Each message is still a publish of its own, so any python-socketio listener reads
+        # them. The base class logs "giving up" and returns: the dispatcher would then mark the
+        # events delivered although no web process got them. Raise instead, so they are retried
+        # (a retry may publish some twice: clients dedupe by event id).
         for attempt in range(2):
             try:
                 if not self.connected:
                     self._redis_connect()
                 async with asyncio.timeout(self.publish_timeout_seconds):
-                    await self.redis.publish(self.channel, self.json.dumps(data))
+                    pipeline = self.redis.pipeline(transaction=False)
+                    for data in messages:
+                        pipeline.publish(self.channel, self.json.dumps(data))
+                    await pipeline.execute()
                 return
             except (RedisError, OSError, TimeoutError):
                 self.connected = False
