@@ -78,7 +78,7 @@ async def delivered_by(metrics_ports: list[int], total: int) -> list[int]:
                     sum(
                         int(float(line.rsplit(" ", 1)[1]))
                         for line in text.splitlines()
-                        if line.startswith("outbox_delivered_total{")
+                        if line.startswith('outbox_delivered_total{type="task.deleted"}')
                     )
                 )
             if sum(counts) >= total:
@@ -212,6 +212,7 @@ async def test_metrics_endpoint_reports_the_outbox(
                 break
             assert time.monotonic() < deadline, text
             await asyncio.sleep(0.1)
-    assert "outbox_commit_to_emit_seconds_count 7.0" in text
+    # The 7 events, and the member.added that told the parent of the child.
+    assert "outbox_commit_to_emit_seconds_count 8.0" in text
     assert "outbox_listener_up 1.0" in text
     dispatcher.stop()
