@@ -429,6 +429,19 @@ async def grant(
     return body
 
 
+async def create_reward(
+    api: httpx.AsyncClient, parent: Member, name: str, cost: int
+) -> dict[str, Any]:
+    response = await api.post(
+        f"/v1/families/{parent.family_id}/rewards",
+        headers=parent.headers,
+        json={"name": name, "description": "A treat", "karmaCost": cost},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def create_task(
     api: httpx.AsyncClient, parent: Member, assignees: list[Member], **fields: object
 ) -> dict[str, Any]:

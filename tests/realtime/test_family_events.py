@@ -9,10 +9,10 @@ import httpx
 
 from tests.harness import (
     ManagedProcess,
-    Member,
     SocketRecorder,
     add_member,
     connected,
+    create_reward,
     signup,
 )
 
@@ -25,19 +25,6 @@ def family_events(recorder: SocketRecorder) -> list[tuple[str, Any]]:
 
 async def wait_for_family_events(recorder: SocketRecorder, count: int) -> None:
     await recorder.wait_until(lambda _: len(family_events(recorder)) >= count)
-
-
-async def create_reward(
-    api: httpx.AsyncClient, parent: Member, name: str, cost: int
-) -> dict[str, Any]:
-    response = await api.post(
-        f"/v1/families/{parent.family_id}/rewards",
-        headers=parent.headers,
-        json={"name": name, "description": "A treat", "karmaCost": cost},
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def test_reward_changes_reach_every_member_of_the_family_and_nobody_else(

@@ -15,6 +15,7 @@ from tests.harness import (
     SocketRecorder,
     add_member,
     connected,
+    create_reward,
     grant,
     signup,
 )
@@ -22,19 +23,6 @@ from tests.harness import (
 
 def names(recorder: SocketRecorder) -> list[str]:
     return [name for name, _ in domain_events(recorder.events)]
-
-
-async def create_reward(
-    api: httpx.AsyncClient, parent: Member, name: str, cost: int
-) -> dict[str, Any]:
-    response = await api.post(
-        f"/v1/families/{parent.family_id}/rewards",
-        headers=parent.headers,
-        json={"name": name, "description": "A treat", "karmaCost": cost},
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def claim(api: httpx.AsyncClient, child: Member, reward: dict[str, Any]) -> httpx.Response:
