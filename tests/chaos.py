@@ -32,13 +32,12 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg import sql
 
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
-from bench.harness import with_dbname
+from bench.harness import scratch_database
 from tests.harness import (
     ManagedProcess,
     Member,
@@ -572,16 +571,9 @@ async def database_for(
             postgres.migrate("chaos")
             yield postgres.database_url("chaos"), postgres
         return
-    name = f"chaos_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = with_dbname(server_url, name)
+    with scratch_database(server_url, "chaos") as url:
         migrate(url)
         yield url, None
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 async def run_scenario(

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
-from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import notify_channel_info
-from bench.harness import with_dbname
+from bench.harness import scratch_database
 from tests.harness import (
     REPO_ROOT,
     TEST_JWT_SECRET,
@@ -63,31 +61,19 @@ def server_url() -> str:
 @pytest.fixture(scope="session")
 def template_database(server_url: str) -> Iterator[str]:
     """A database migrated once per test session, for tests to clone."""
-    name = f"family_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.attributes["database_url"] = with_dbname(server_url, name)
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
-    yield name
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(server_url, "family_template") as url:
+        config = Config(str(REPO_ROOT / "alembic.ini"))
+        config.attributes["database_url"] = url
+        config.attributes["configure_logger"] = False
+        command.upgrade(config, "head")
+        yield conninfo_to_dict(url)["dbname"]
 
 
 @pytest.fixture
 def database_url(server_url: str, template_database: str) -> Iterator[str]:
     """A fresh database of this test's own, cloned from the migrated template."""
-    name = f"family_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_database)
-            )
-        )
-    yield with_dbname(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(server_url, "family_test", template=template_database) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ import os
 import subprocess
 import sys
 
-import psycopg
 import pydantic
 import pytest
-from psycopg import sql
 
 from app import vapid_keys
 from app.settings import Settings
-from bench.harness import with_dbname
+from bench.harness import scratch_database
 from tests.harness import REPO_ROOT, free_port
 
 REAL_SECRET = "s" * 40
@@ -76,14 +74,10 @@ def test_procfile_processes_refuse_to_start_without_a_secret(
 
 
 def test_the_release_phase_needs_only_the_database(server_url: str) -> None:
-    name = "family_release_check"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with scratch_database(server_url, "family_release_check") as database_url:
         completed = subprocess.run(
             [sys.executable, "-m", "alembic", "upgrade", "head"],
-            env=deployment_env(with_dbname(server_url, name)),
+            env=deployment_env(database_url),
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -91,6 +85,3 @@ def test_the_release_phase_needs_only_the_database(server_url: str) -> None:
             check=False,
         )
         assert completed.returncode == 0, completed.stderr
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

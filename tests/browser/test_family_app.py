@@ -11,12 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Request, expect
-from psycopg import sql
 
-from bench.harness import with_dbname
+from bench.harness import scratch_database
 from tests.browser.support import DEADLINE_MS, log_in
 from tests.harness import (
     REPO_ROOT,
@@ -37,16 +35,8 @@ LIVE_MS = 1_000
 # One database, web process and dispatcher for the module: the tests use families of their own.
 @pytest.fixture(scope="module")
 def module_database(server_url: str, template_database: str) -> Iterator[str]:
-    name = f"family_browser_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_database)
-            )
-        )
-    yield with_dbname(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(server_url, "family_browser", template=template_database) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
