@@ -206,7 +206,7 @@ async def test_large_payload_arrives_intact(
 ) -> None:
     # Quotes, backslashes, braces and commas: what an array literal would have to escape.
     text = 'Grüße aus Köln — 😀 "zitiert" \\ {a,b} NULL '
-    payload = {"text": text, "items": [f"€{i}ü\"{{}}" for i in range(6000)]}
+    payload = {"text": text, "items": [f'€{i}ü"{{}}' for i in range(6000)]}
     assert len(json.dumps(payload)) > 50_000
     await emitter.emit("note", payload, room=ROOM)
     assert await next_note(received) == payload
