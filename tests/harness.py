@@ -415,6 +415,20 @@ async def child_of_new_family(api: httpx.AsyncClient) -> Member:
     return await add_member(api, parent, "Kim", "child")
 
 
+async def seed_household(
+    api: httpx.AsyncClient, web: str
+) -> tuple[tuple[Member, Member, Member, Member, Member], dict[str, SocketRecorder]]:
+    """The seed examples' cast, each with a connected socket: parents Ada and Ben, children Kim
+    and Lou, and Zed, a parent of another family (who must hear nothing of this one)."""
+    ada = await signup(api, "Ada")
+    ben = await add_member(api, ada, "Ben", "parent")
+    kim = await add_member(api, ada, "Kim", "child")
+    lou = await add_member(api, ada, "Lou", "child")
+    zed = await signup(api, "Zed")
+    cast = (ada, ben, kim, lou, zed)
+    return cast, {m.id: await connected(web, m) for m in cast}
+
+
 async def grant(
     api: httpx.AsyncClient, parent: Member, member: Member, amount: int, reason: str = "Helping out"
 ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from tests.harness import (
     create_task,
     grant,
     run_sql,
+    seed_household,
     signup,
 )
 
@@ -23,12 +24,7 @@ async def test_grant_reaches_only_the_receiver(
     api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess
 ) -> None:
     """Seed example 2: a parent's grant reaches the child, with the balance it leaves."""
-    ada = await signup(api, "Ada")
-    ben = await add_member(api, ada, "Ben", "parent")
-    kim = await add_member(api, ada, "Kim", "child")
-    lou = await add_member(api, ada, "Lou", "child")
-    zed = await signup(api, "Zed")
-    sockets = {m.id: await connected(web, m) for m in (ada, ben, kim, lou, zed)}
+    (ada, ben, kim, lou, zed), sockets = await seed_household(api, web)
 
     first = await grant(api, ada, kim, 5, "Tidied the room")
     assert (first["userId"], first["amount"], first["balanceAfter"]) == (kim.id, 5, 5)

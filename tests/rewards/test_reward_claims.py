@@ -17,6 +17,7 @@ from tests.harness import (
     connected,
     create_reward,
     grant,
+    seed_household,
     signup,
 )
 
@@ -48,12 +49,7 @@ async def test_claim_and_approve_reach_exactly_the_right_people(
     api: httpx.AsyncClient, web: str, dispatcher: ManagedProcess
 ) -> None:
     """Seed example 3: the child sees its claim, both parents see the approval task."""
-    ada = await signup(api, "Ada")
-    ben = await add_member(api, ada, "Ben", "parent")
-    kim = await add_member(api, ada, "Kim", "child")
-    lou = await add_member(api, ada, "Lou", "child")
-    zed = await signup(api, "Zed")
-    sockets = {m.id: await connected(web, m) for m in (ada, ben, kim, lou, zed)}
+    (ada, ben, kim, lou, zed), sockets = await seed_household(api, web)
     reward = await create_reward(api, ada, "Ice cream", 10)
     await grant(api, ada, kim, 15)
 
