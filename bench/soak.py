@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import sys
 import time
 import uuid
@@ -33,8 +32,7 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import psycopg
@@ -42,24 +40,26 @@ import socketio
 from family_api import PASSWORD, Member, task_of
 from harness import (
     JWT_SECRET,
-    REPO_ROOT,
+    RESULTS_DIR,
     Child,
     add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     free_port,
+    fresh_log_dir,
     load_average,
     migrate,
     raise_fd_limit,
+    results_header,
     rss_kib,
     run_main,
     scratch_database,
-    source_version,
     start_child,
     summarize_ms,
     system_env,
     uvicorn_argv,
     with_other_processes,
+    write_results,
 )
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,7 +73,6 @@ from app.outbox.streams import user_stream
 from app.settings import Settings
 from app.tasks.events import TaskDeleted
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOG_DIR = RESULTS_DIR / "soak-logs"
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatcher LISTENs to
 SECONDS_PER_DAY = 86400
@@ -987,21 +986,12 @@ def run_system(database_url: str, args: argparse.Namespace) -> dict[str, Any]:
             raise
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
     # Hundreds of sockets here and in the web process (which inherits the limit).
     raise_fd_limit()
-    args.log_dir.mkdir(parents=True, exist_ok=True)
-    for old in args.log_dir.glob("*.log"):
-        old.unlink()
-    shown_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    shown_args.pop("database_url")  # it may hold a password
-    results: dict[str, Any] = {"args": shown_args, "source": source_version()}
+    fresh_log_dir(args.log_dir)
+    results = results_header(args)
     with scratch_database(args.database_url, "bench_soak") as database_url:
         results |= run_system(database_url, args)
     results["load_average"]["end"] = load_average()
@@ -1010,9 +1000,7 @@ def main() -> int:
     ok = report(results, args)
     results["checks"] = {k: {"passed": p, "detail": d} for k, (p, d) in verdicts.items()}
     results["passed"] = ok
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}; process logs in {args.log_dir}/")
+    write_results(results, args.json, args.log_dir)
     return 0 if ok else 1
 
 
