@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import psycopg
 import socketio
-from family_api import PASSWORD, Member, task_of
+from family_api import PASSWORD, Member, sign_up_parent, task_of
 from harness import (
     JWT_SECRET,
     RESULTS_DIR,
@@ -144,15 +144,7 @@ async def sign_up_family(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> list[Member]:
     """A family signed up over REST: a parent, then ``size - 1`` children it adds."""
-    tag = uuid.uuid4().hex[:10]
-    signup = await api.post(
-        "/v1/auth/signup",
-        json={"familyName": "Soak", "displayName": "Parent", "password": PASSWORD}
-        | {"email": f"parent-{tag}@example.com"},
-    )
-    signup.raise_for_status()
-    user = signup.json()["user"]
-    parent = Member(user["id"], user["familyId"], signup.json()["accessToken"])
+    parent, tag = await sign_up_parent(api, "Soak")
     children = []
     for index in range(size - 1):
         added = await api.post(
