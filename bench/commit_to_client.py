@@ -19,41 +19,38 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import psycopg
 from baselines import notify_round_trips, socketio_round_trips
 from family_api import Recorder, sign_up_family, write_tasks
 from harness import (
-    REPO_ROOT,
+    RESULTS_DIR,
     Child,
     add_database_url_option,
     cpu_percent,
     cpu_snapshot,
     free_port,
-    migrate,
+    fresh_log_dir,
+    migrated_database,
+    results_header,
     run_main,
-    scratch_database,
-    source_version,
     start_child,
     summarize_ms,
     system_env,
     uvicorn_argv,
+    write_results,
 )
 from psycopg.conninfo import conninfo_to_dict
 
-sys.path.insert(0, str(REPO_ROOT))
 from app.vapid_keys import generate_key_pair
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 WARMUP_EVENTS = 50
 PUSH_MODES = ("off", "on")
 VAPID_SUBJECT = "mailto:bench@family.test"
@@ -343,21 +340,12 @@ def report_system(
     return {f"push_{mode}_{name}": verdict for name, verdict in verdicts.items()}
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
-    log_dir = RESULTS_DIR / "commit_to_client-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):
-        old.unlink()
-    results: dict[str, Any] = {"args": vars(args), "source": source_version()}
+    log_dir = fresh_log_dir(RESULTS_DIR / "commit_to_client-logs")
+    results = results_header(args)
     load = {"start": os.getloadavg()}
-    with scratch_database(args.database_url, "bench_c2c") as database_url:
-        migrate(database_url, system_env(database_url))
+    with migrated_database(args.database_url, "bench_c2c") as database_url:
         print("baseline A: NOTIFY -> LISTEN ...", flush=True)
         a = asyncio.run(notify_round_trips(database_url, args.samples))
         results["baseline_a_notify_listen_ms"] = summarize_ms(a)
@@ -373,9 +361,7 @@ def main() -> int:
     load["end"] = os.getloadavg()
     results["load_average"] = {k: [round(x, 2) for x in v] for k, v in load.items()}
     results["budget"] = report(results, args.rate)
-    out = RESULTS_DIR / "commit_to_client.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {log_dir.relative_to(REPO_ROOT)}/")
+    write_results(results, RESULTS_DIR / "commit_to_client.json", log_dir)
     met = all(v for k, v in results["budget"].items() if k.startswith("push_"))
     return 0 if met else 1
 

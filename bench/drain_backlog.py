@@ -33,36 +33,35 @@ import asyncio
 import itertools
 import json
 import os
-import signal
 import sys
 import time
 import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import psycopg
 from family_api import sign_up_family
 from harness import (
-    REPO_ROOT,
+    RESULTS_DIR,
     Child,
     add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     free_port,
+    fresh_log_dir,
     load_average,
-    migrate,
+    migrated_database,
+    results_header,
     run_main,
-    scratch_database,
-    source_version,
     start_child,
     system_env,
     uvicorn_argv,
     wait_for_quiet,
     with_other_processes,
+    write_results,
 )
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
@@ -73,7 +72,6 @@ from app.tasks.events import TaskCreated
 from app.tasks.schemas import TaskOut
 from dispatcher.settings import DispatcherSettings
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 ENTRYPOINT = "outbox_event"
 DISPATCHER_BATCH = DispatcherSettings.model_fields["batch_size"].default
 PHASES = {
@@ -625,28 +623,15 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
     return verdicts
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
-    log_dir = RESULTS_DIR / "drain_backlog-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):
-        old.unlink()
-    args_out = {k: v for k, v in vars(args).items() if k != "database_url"}
-    results: dict[str, Any] = {"args": args_out, "source": source_version()}
-    results["load_average_start"] = load_average()
-    with scratch_database(args.database_url, "bench_drain") as database_url:
-        migrate(database_url, system_env(database_url))
+    log_dir = fresh_log_dir(RESULTS_DIR / "drain_backlog-logs")
+    results = results_header(args) | {"load_average_start": load_average()}
+    with migrated_database(args.database_url, "bench_drain") as database_url:
         results["phases"] = measure(database_url, args, log_dir)
     results["load_average_end"] = load_average()
     results["budget"] = report(results, args.events)
-    out = RESULTS_DIR / "drain_backlog.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {log_dir.relative_to(REPO_ROOT)}/")
+    write_results(results, RESULTS_DIR / "drain_backlog.json", log_dir)
     budget = results["budget"]
     judged = [v for k, v in budget.items() if k.endswith("_ok")]
     return 0 if all(judged) and budget.get("system_delivered_everything", True) else 1

@@ -28,17 +28,23 @@ class Member:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def sign_up_family(api: httpx.AsyncClient, children: int) -> tuple[Member, list[Member]]:
-    """A new family: its parent, and ``children`` children whose sockets the benchmark watches."""
-    tag = uuid.uuid4().hex[:8]
+async def sign_up_parent(api: httpx.AsyncClient, family_name: str) -> tuple[Member, str]:
+    """The parent of a new family, signed up over REST, and the tag that keeps the emails of the
+    family's members unique."""
+    tag = uuid.uuid4().hex[:10]
     signup = await api.post(
         "/v1/auth/signup",
-        json={"familyName": "Bench", "displayName": "Parent", "password": PASSWORD}
+        json={"familyName": family_name, "displayName": "Parent", "password": PASSWORD}
         | {"email": f"parent-{tag}@example.com"},
     )
     signup.raise_for_status()
     user = signup.json()["user"]
-    parent = Member(user["id"], user["familyId"], signup.json()["accessToken"])
+    return Member(user["id"], user["familyId"], signup.json()["accessToken"]), tag
+
+
+async def sign_up_family(api: httpx.AsyncClient, children: int) -> tuple[Member, list[Member]]:
+    """A new family: its parent, and ``children`` children whose sockets the benchmark watches."""
+    parent, tag = await sign_up_parent(api, "Bench")
     kids = []
     for index in range(children):
         email = f"child-{index}-{tag}@example.com"

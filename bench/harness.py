@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
@@ -27,6 +29,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 JWT_SECRET = "bench-secret-" + "x" * 40
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+
+# A benchmark runs as a file (python bench/x.py): its sys.path[0] is bench/, and the package
+# of doubles it shares with the tests (doubles/) is found only from the repository root.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 def add_database_url_option(parser: argparse.ArgumentParser) -> None:
@@ -35,13 +43,50 @@ def add_database_url_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", default=default, help="server for the scratch DB")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
 def run_main(main: Callable[[], int]) -> NoReturn:
-    """Exit with ``main()``'s code; on Ctrl-C (its context managers have cleaned up), 130."""
+    """Exit with ``main()``'s code; on Ctrl-C or SIGTERM (its context managers have cleaned up),
+    130."""
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("interrupted; child processes stopped and scratch database dropped", file=sys.stderr)
         sys.exit(130)
+
+
+def fresh_log_dir(log_dir: Path) -> Path:
+    """``log_dir``, made if missing and emptied of the last run's process logs."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+    return log_dir
+
+
+def results_header(args: argparse.Namespace, *secret: str) -> dict[str, Any]:
+    """The start of a benchmark's JSON: its options and the code under test. Not the database
+    URL, nor the options named in ``secret``: they may hold a password."""
+    hidden = {"database_url", *secret}
+    shown = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {"args": {k: v for k, v in shown.items() if k not in hidden}, "source": source_version()}
+
+
+def _shown_path(path: Path) -> Path:
+    """``path`` relative to the repository when it lies inside it (shorter to read)."""
+    absolute = path.resolve()
+    return absolute.relative_to(REPO_ROOT) if absolute.is_relative_to(REPO_ROOT) else path
+
+
+def write_results(results: Mapping[str, Any], path: Path, log_dir: Path | None = None) -> None:
+    """Write a benchmark's ``results`` as JSON to ``path`` and say where they (and the process
+    logs in ``log_dir``) are."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    logs = f"; process logs in {_shown_path(log_dir)}/" if log_dir is not None else ""
+    print(f"wrote {_shown_path(path)}{logs}")
 
 
 def system_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -88,6 +133,14 @@ def with_dbname(url: str, dbname: str) -> str:
     params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
     params["dbname"] = dbname
     return "postgresql://?" + urlencode(params)
+
+
+@contextmanager
+def migrated_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A scratch database (see ``scratch_database``) with the schema migrated to head."""
+    with scratch_database(server_url, prefix) as database_url:
+        migrate(database_url, system_env(database_url))
+        yield database_url
 
 
 @contextmanager

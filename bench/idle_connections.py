@@ -29,37 +29,36 @@ import contextlib
 import json
 import os
 import shlex
-import signal
 import sys
 import tempfile
 import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import psycopg
 from harness import (
     JWT_SECRET,
     REPO_ROOT,
+    RESULTS_DIR,
     Child,
     add_database_url_option,
     free_port,
+    fresh_log_dir,
     load_average,
-    migrate,
+    migrated_database,
     raise_fd_limit,
+    results_header,
     rss_kib,
     run_main,
-    scratch_database,
-    source_version,
     start_child,
     system_env,
     uvicorn_argv,
     wait_for_quiet,
+    write_results,
 )
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BUDGET_KIB = 30
 WARMUP_CONNECTIONS = 300
 FAMILY_SIZE = 4
@@ -484,34 +483,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return verdicts
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
     limit = raise_fd_limit()
     if limit < args.connections + 1000:
         print(
             f"open-files limit is {limit}: too low for {args.connections} sockets", file=sys.stderr
         )
         return 2
-    log_dir = RESULTS_DIR / "idle_connections-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):
-        old.unlink()
-    args_out = {k: v for k, v in vars(args).items() if k != "database_url"}
-    results: dict[str, Any] = {"args": args_out, "source": source_version(), "fd_limit": limit}
-    results["load_average_start"] = load_average()
-    with scratch_database(args.database_url, "bench_idle") as database_url:
-        migrate(database_url, system_env(database_url))
+    log_dir = fresh_log_dir(RESULTS_DIR / "idle_connections-logs")
+    results = results_header(args) | {"fd_limit": limit, "load_average_start": load_average()}
+    with migrated_database(args.database_url, "bench_idle") as database_url:
         results["phases"] = measure(database_url, args, log_dir)
     results["load_average_end"] = load_average()
     results["budget"] = report(results, args)
-    out = RESULTS_DIR / "idle_connections.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {log_dir.relative_to(REPO_ROOT)}/")
+    write_results(results, RESULTS_DIR / "idle_connections.json", log_dir)
     verdict_on = results["budget"]["verdict_on"]
     return 0 if verdict_on and results["budget"][verdict_on]["ok"] else 1
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 import uuid
@@ -27,22 +26,22 @@ from typing import Any
 
 import httpx
 from harness import (
-    REPO_ROOT,
+    RESULTS_DIR,
     add_database_url_option,
     free_port,
     load_average,
     migrate,
+    results_header,
     run_main,
     scratch_database,
-    source_version,
     start_child,
     summarize_ms,
     system_env,
     uvicorn_argv,
     wait_for_quiet,
+    write_results,
 )
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 PASSWORD = "correct horse battery"
 ME_INTERVAL_SECONDS = 0.02
 P99_BUDGET_MS = 250.0
@@ -158,7 +157,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> bool:
 
 def main() -> int:
     args = parse_args()
-    results: dict[str, Any] = {"args": vars(args), "source": source_version()}
+    results = results_header(args)
     with (
         scratch_database(args.database_url, "bench_login") as database_url,
         tempfile.TemporaryDirectory() as log_dir,
@@ -176,10 +175,7 @@ def main() -> int:
             web.stop()
     results["load_average"] = load_average()
     ok = report(results, args)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / "login_flood.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}")
+    write_results(results, RESULTS_DIR / "login_flood.json")
     return 0 if ok else 1
 
 

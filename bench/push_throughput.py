@@ -25,23 +25,23 @@ from typing import Any
 
 import psycopg
 from harness import (
-    REPO_ROOT,
+    RESULTS_DIR,
     add_database_url_option,
     cpu_percent,
     cpu_snapshot,
-    migrate,
-    scratch_database,
+    fresh_log_dir,
+    migrated_database,
+    run_main,
     start_child,
     system_env,
+    write_results,
 )
 from psycopg.types.json import Jsonb
 
-sys.path.insert(0, str(REPO_ROOT))
 from app.push.notifications import encoded
 from app.vapid_keys import generate_key_pair
 from doubles.push_service import PushService
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 # A typical notification: a chat message's, body clipped at 240 characters.
 MESSAGE = {
     "id": "evt_123456",
@@ -178,28 +178,22 @@ async def measure(database_url: str, args: argparse.Namespace, log_dir: Path) ->
 
 def main() -> int:
     args = parse_args()
-    log_dir = RESULTS_DIR / "push_throughput-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):
-        old.unlink()
+    log_dir = fresh_log_dir(RESULTS_DIR / "push_throughput-logs")
     # Not the database URL: it may hold a password.
     results: dict[str, Any] = {"args": {"pushes": args.pushes, "devices": args.devices}}
     print("baseline: pywebpush encryption alone, one core ...", flush=True)
     results["encryption_only_per_second"] = round(encryption_baseline(), 1)
-    with scratch_database(args.database_url, "bench_push") as database_url:
-        migrate(database_url, system_env(database_url))
+    with migrated_database(args.database_url, "bench_push") as database_url:
         print(f"system: draining {args.pushes} pushes to {args.devices} devices ...", flush=True)
         results["system"] = asyncio.run(measure(database_url, args, log_dir))
     system = results["system"]
     print(f"{'encryption only (1 core)':<40}{results['encryption_only_per_second']:>10} /s")
     print(f"{'push sender -> local push service':<40}{system['pushes_per_second']:>10} /s")
     print(f"cpu (% of one core): {system['cpu_percent_of_one_core']}")
-    out = RESULTS_DIR / "push_throughput.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}")
+    write_results(results, RESULTS_DIR / "push_throughput.json")
     ok = system["received_by_push_service"] >= args.pushes and not system["refused_by_push_service"]
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import signal
 import sys
 import time
 import uuid
@@ -34,30 +32,31 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import psycopg
 import socketio
 from family_api import PASSWORD, Member, Recorder, task_of
 from harness import (
     JWT_SECRET,
-    REPO_ROOT,
+    RESULTS_DIR,
     Child,
     add_database_url_option,
     busy_cpu_seconds,
     cpu_percent,
     cpu_snapshot,
     free_port,
-    migrate,
+    fresh_log_dir,
+    load_average,
+    migrated_database,
     process_cpu_seconds,
+    results_header,
     run_main,
-    scratch_database,
-    source_version,
     start_child,
     summarize_ms,
     system_env,
     uvicorn_argv,
+    write_results,
 )
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import text
@@ -74,7 +73,6 @@ from app.outbox.streams import user_stream
 from app.settings import Settings
 from app.tasks.events import TaskDeleted
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOG_DIR = RESULTS_DIR / "replay_and_scale-logs"
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatchers LISTEN to
 MODES = ("postgres", "redis")
@@ -138,10 +136,6 @@ def wait_for_quiet_machine(limit: float = 1.0, patience: float = 60) -> dict[str
     if os.getloadavg()[0] > limit or busy > BUSY_LIMIT:
         print(f"WARNING: still not quiet (machine {busy:.0f}% busy); measuring anyway", flush=True)
     return {"start": start, "measuring from": load_average(), "busy_percent": round(busy, 1)}
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def process_ids(matches: Callable[[bytes], bool]) -> list[int]:
@@ -745,10 +739,6 @@ def report(results: dict[str, Any]) -> bool:
     return ok
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 async def measure(database_url: str, args: argparse.Namespace, results: dict[str, Any]) -> None:
     dbname = str(conninfo_to_dict(database_url)["dbname"])
     print("creating members through the app's services ...", flush=True)
@@ -766,25 +756,17 @@ async def measure(database_url: str, args: argparse.Namespace, results: dict[str
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    for old in LOG_DIR.glob("*.log"):
-        old.unlink()
-    # Not the database URL: it may hold a password.
-    shown_args = {k: v for k, v in vars(args).items() if k not in {"database_url", "redis_url"}}
-    results: dict[str, Any] = {"args": shown_args, "source": source_version()}
+    fresh_log_dir(LOG_DIR)
+    results = results_header(args, "redis_url")
     quiet = wait_for_quiet_machine()
     results["machine_busy_percent_at_start"] = quiet.pop("busy_percent")
     results["load_average"] = quiet
-    with scratch_database(args.database_url, "bench_replay") as database_url:
-        migrate(database_url, system_env(database_url))
+    with migrated_database(args.database_url, "bench_replay") as database_url:
         asyncio.run(measure(database_url, args, results))
     results["load_average"]["end"] = load_average()
     ok = report(results)
     results["passed"] = ok
-    out = RESULTS_DIR / "replay_and_scale.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {LOG_DIR.relative_to(REPO_ROOT)}/")
+    write_results(results, RESULTS_DIR / "replay_and_scale.json", LOG_DIR)
     return 0 if ok else 1
 
 

@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import sys
 import time
 import uuid
@@ -33,33 +32,34 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import psycopg
 import socketio
-from family_api import PASSWORD, Member, task_of
+from family_api import PASSWORD, Member, sign_up_parent, task_of
 from harness import (
     JWT_SECRET,
-    REPO_ROOT,
+    RESULTS_DIR,
     Child,
     add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
     free_port,
+    fresh_log_dir,
     load_average,
     migrate,
     raise_fd_limit,
+    results_header,
     rss_kib,
     run_main,
     scratch_database,
-    source_version,
     start_child,
     summarize_ms,
     system_env,
     uvicorn_argv,
     with_other_processes,
+    write_results,
 )
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.exc import SQLAlchemyError
@@ -72,12 +72,11 @@ from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.settings import Settings
 from app.tasks.events import TaskDeleted
+from doubles.socket_clients import StreamFollower
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOG_DIR = RESULTS_DIR / "soak-logs"
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatcher LISTENs to
 SECONDS_PER_DAY = 86400
-GAP_WAIT = 0.5  # s a gap stays open before a client asks for a catch-up (docs/delivery.md)
 CONNECT_CONCURRENCY = 25
 SIGNUP_CONCURRENCY = 8
 OTHERS_CPU_LIMIT = 30  # % of one core used by processes not ours before we call the run noisy
@@ -145,15 +144,7 @@ async def sign_up_family(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> list[Member]:
     """A family signed up over REST: a parent, then ``size - 1`` children it adds."""
-    tag = uuid.uuid4().hex[:10]
-    signup = await api.post(
-        "/v1/auth/signup",
-        json={"familyName": "Soak", "displayName": "Parent", "password": PASSWORD}
-        | {"email": f"parent-{tag}@example.com"},
-    )
-    signup.raise_for_status()
-    user = signup.json()["user"]
-    parent = Member(user["id"], user["familyId"], signup.json()["accessToken"])
+    parent, tag = await sign_up_parent(api, "Soak")
     children = []
     for index in range(size - 1):
         added = await api.post(
@@ -198,43 +189,35 @@ async def sign_up_families(
 # -- the clients -----------------------------------------------------------------------------
 
 
-class Follower:
-    """One member's socket, keeping the client side of the gap contract (docs/delivery.md)."""
+class Follower(StreamFollower):
+    """One member's socket in the soak: the client side of the gap contract (StreamFollower),
+    reconnecting by itself from its position as a browser would, counting its connects and drops,
+    and noting when each task's event first arrived."""
 
     def __init__(self, member: Member, url: str) -> None:
+        super().__init__(url, member.token)
         self.member = member
-        self.url = url
-        self.client = socketio.AsyncClient(handle_sigint=False)
-        self.position: int | None = None  # highest seq up to which it has every event
-        self.ahead: set[int] = set()
-        self.seen_ids: set[str] = set()
-        self.arrived: dict[str, float] = {}  # task id -> time.monotonic() at first arrival
-        self.highest_seen = 0
-        self.duplicates = self.out_of_order = 0
-        self.resyncs = self.gap_requests = self.resync_requests = self.refused_requests = 0
-        self.refetches = self.connects = self.disconnects = 0
-        self.synced = asyncio.Event()
-        self.closing = False  # our own disconnect at the end is not counted as a drop
-        self._gap_check: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.client.on("*", self._on_event)
+        self.client = socketio.AsyncClient(handle_sigint=False)  # Ctrl-C is run_main's
+        self.client.on("*", self._record)
         self.client.on("connect", self._on_connect)
         self.client.on("disconnect", self._on_disconnect)
+        self.task_arrived: dict[str, float] = {}  # task id -> time.monotonic() at first arrival
+        self.connects = self.disconnects = 0
+        self.closing = False  # our own disconnect at the end is not counted as a drop
 
     def _auth(self) -> dict[str, Any]:
         # Read on every (re)connect, so a reconnect replays what was missed since the position.
-        auth: dict[str, Any] = {"token": self.member.token}
+        auth: dict[str, Any] = {"token": self.token}
         if self.position is not None:
             auth["lastSeq"] = self.position
         return auth
 
-    async def connect(self) -> None:
+    async def connect(self, last_seq: int | None = None) -> None:
         """Connect and wait for the first ``sync`` (the stream's head: the start position)."""
         await self.client.connect(
-            self.url, auth=self._auth, transports=["websocket"], wait_timeout=10
+            self.base_url, auth=self._auth, transports=["websocket"], wait_timeout=10
         )
-        async with asyncio.timeout(30):
-            await self.synced.wait()
+        await self.wait_until(lambda _: bool(self.syncs), within=30)
 
     async def disconnect(self) -> None:
         self.closing = True
@@ -249,79 +232,10 @@ class Follower:
     async def _on_disconnect(self, reason: Any = None) -> None:
         self.disconnects += not self.closing
 
-    async def _on_event(self, event: str, data: Any) -> None:
-        if event == "sync":
-            self._synced(data)
-        elif event == "resync":
-            self.resyncs += 1
-            self._spawn(self._request(resync=True))
-        elif isinstance(data, dict) and isinstance(data.get("seq"), int) and "id" in data:
-            self._envelope(data)
-
-    def _envelope(self, envelope: dict[str, Any]) -> None:
-        if envelope["id"] in self.seen_ids:
-            self.duplicates += 1
-            return
-        self.seen_ids.add(envelope["id"])
-        if (task_id := task_of(envelope)) is not None:
-            self.arrived.setdefault(task_id, time.monotonic())
-        seq: int = envelope["seq"]
-        self.out_of_order += seq < self.highest_seen
-        self.highest_seen = max(self.highest_seen, seq)
-        if self.position is None or seq > self.position + 1:
-            self.ahead.add(seq)
-            self._watch_gap()
-        elif seq == self.position + 1:
-            self.position = seq
-            self._absorb()
-
-    def _synced(self, sync: dict[str, Any]) -> None:
-        last_seq = sync.get("lastSeq")
-        if not sync.get("recovered"):
-            # A new client's first sync says "not recovered" by design; any later one means
-            # the client was told it missed events and must refetch its state.
-            self.refetches += self.position is not None
-            if last_seq is not None:
-                self.position = last_seq
-        elif last_seq is not None:
-            self.position = max(self.position or 0, last_seq)
-        if self.position is not None:
-            self._absorb()
-        self.synced.set()
-
-    def _absorb(self) -> None:
-        assert self.position is not None
-        while self.position + 1 in self.ahead:
-            self.position += 1
-        self.ahead = {seq for seq in self.ahead if seq > self.position}
-        if self.ahead:
-            self._watch_gap()
-
-    def _watch_gap(self) -> None:
-        if self._gap_check is None or self._gap_check.done():
-            self._gap_check = self._spawn(self._check_gap())
-
-    async def _check_gap(self) -> None:
-        await asyncio.sleep(GAP_WAIT)
-        if self.ahead and self.position is not None:
-            await self._request(resync=False)
-
-    async def _request(self, *, resync: bool) -> None:
-        if self.position is None or not self.client.connected:
-            return
-        if resync:
-            self.resync_requests += 1
-        else:
-            self.gap_requests += 1
-        with contextlib.suppress(socketio.exceptions.SocketIOError, TimeoutError):
-            ack = await self.client.call("sync.request", {"lastSeq": self.position}, timeout=10)
-            self.refused_requests += not (isinstance(ack, dict) and ack.get("ok"))
-
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    async def _record(self, event: str, data: Any) -> None:
+        if (task_id := task_of(data)) is not None:
+            self.task_arrived.setdefault(task_id, time.monotonic())
+        await super()._record(event, data)
 
 
 async def connect_all(followers: list[Follower]) -> None:
@@ -484,7 +398,7 @@ class Soak:
     def outstanding(self) -> int:
         """Deliveries committed but not yet received."""
         return sum(
-            len(expected - follower.arrived.keys())
+            len(expected - follower.task_arrived.keys())
             for follower, expected in zip(self.followers, self.expected, strict=True)
         )
 
@@ -587,7 +501,7 @@ def missing_task_ids(soak: Soak) -> list[str]:
     return sorted(
         task_id
         for follower, expected in zip(soak.followers, soak.expected, strict=True)
-        for task_id in expected - follower.arrived.keys()
+        for task_id in expected - follower.task_arrived.keys()
     )
 
 
@@ -692,7 +606,7 @@ def analyse(
     committed_at = {offer.task_id: offer.committed for offer in soak.offers}
     received = foreign = 0
     for follower, expected in zip(soak.followers, soak.expected, strict=True):
-        for task_id, arrived in follower.arrived.items():
+        for task_id, arrived in follower.task_arrived.items():
             if task_id in expected:
                 received += 1
                 latencies.append(arrived - committed_at[task_id])
@@ -730,11 +644,12 @@ def analyse(
             "connected_at_end": end_sample.connected,
             "disconnects": sum(f.disconnects for f in followers),
             "reconnects": sum(f.connects for f in followers) - len(followers),
-            "resyncs": sum(f.resyncs for f in followers),
+            "resyncs": sum(len(f.resyncs) for f in followers),
             "gap_requests": sum(f.gap_requests for f in followers),
             "resync_requests": sum(f.resync_requests for f in followers),
             "refused_requests": sum(f.refused_requests for f in followers),
-            "refetches": sum(f.refetches for f in followers),
+            # A new client's first sync says "not recovered" by design: not a refetch.
+            "refetches": sum(f.refetches - 1 for f in followers),
             # Position short of the stream's head: a hole the client never filled.
             "unsettled": sum(p < h for p, h in zip(positions, heads, strict=True)),
         },
@@ -987,21 +902,12 @@ def run_system(database_url: str, args: argparse.Namespace) -> dict[str, Any]:
             raise
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
     # Hundreds of sockets here and in the web process (which inherits the limit).
     raise_fd_limit()
-    args.log_dir.mkdir(parents=True, exist_ok=True)
-    for old in args.log_dir.glob("*.log"):
-        old.unlink()
-    shown_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    shown_args.pop("database_url")  # it may hold a password
-    results: dict[str, Any] = {"args": shown_args, "source": source_version()}
+    fresh_log_dir(args.log_dir)
+    results = results_header(args)
     with scratch_database(args.database_url, "bench_soak") as database_url:
         results |= run_system(database_url, args)
     results["load_average"]["end"] = load_average()
@@ -1010,9 +916,7 @@ def main() -> int:
     ok = report(results, args)
     results["checks"] = {k: {"passed": p, "detail": d} for k, (p, d) in verdicts.items()}
     results["passed"] = ok
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}; process logs in {args.log_dir}/")
+    write_results(results, args.json, args.log_dir)
     return 0 if ok else 1
 
 

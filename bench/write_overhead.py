@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import sys
 import time
@@ -39,30 +38,29 @@ import traceback
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import psycopg
 from harness import (
-    REPO_ROOT,
+    RESULTS_DIR,
     Child,
     add_database_url_option,
     cpu_percent,
     cpu_snapshot_with_server,
+    fresh_log_dir,
     load_average,
-    migrate,
+    migrated_database,
     percentile,
+    results_header,
     run_main,
-    scratch_database,
-    source_version,
     start_child,
     system_env,
     wait_for_quiet,
     with_other_processes,
+    write_results,
 )
 from psycopg.conninfo import conninfo_to_dict
 
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MODES = {
     "no_outbox": "no outbox (event never staged)  [baseline]",
     "outbox": "outbox row + seq + 1 NOTIFY/tx  [as deployed]",
@@ -404,28 +402,15 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return summary | {"outbox_cost_ok": ok, "errors": errors}
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)
-    log_dir = RESULTS_DIR / "write_overhead-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):
-        old.unlink()
-    args_out = {k: v for k, v in vars(args).items() if k != "database_url"}
-    results: dict[str, Any] = {"args": args_out, "source": source_version()}
-    results["load_average_start"] = load_average()
-    with scratch_database(args.database_url, "bench_write") as database_url:
-        migrate(database_url, system_env(database_url))
+    log_dir = fresh_log_dir(RESULTS_DIR / "write_overhead-logs")
+    results = results_header(args) | {"load_average_start": load_average()}
+    with migrated_database(args.database_url, "bench_write") as database_url:
         results |= measure(database_url, args, log_dir)
     results["load_average_end"] = load_average()
     results["budget"] = report(results, args)
-    out = RESULTS_DIR / "write_overhead.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO_ROOT)}; process logs in {log_dir.relative_to(REPO_ROOT)}/")
+    write_results(results, RESULTS_DIR / "write_overhead.json", log_dir)
     return 0 if results["budget"]["outbox_cost_ok"] else 1
 
 

@@ -38,10 +38,10 @@ from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
 from bench.harness import scratch_database
+from doubles.socket_clients import StreamFollower
 from tests.harness import (
     ManagedProcess,
     Member,
-    StreamFollower,
     add_member,
     dispatcher_process,
     outbox_cli,

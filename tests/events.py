@@ -13,7 +13,7 @@ from app.db import create_engine, create_sessionmaker
 from app.outbox.staging import EventPayload, notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
-from tests.harness import SocketRecorder
+from doubles.socket_clients import SocketRecorder
 
 
 async def commit_events(

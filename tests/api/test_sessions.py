@@ -11,15 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.harness import (
-    ManagedProcess,
-    Member,
-    SocketRecorder,
-    add_member,
-    connected,
-    log_in,
-    signup,
-)
+from doubles.socket_clients import SocketRecorder
+from tests.harness import ManagedProcess, Member, add_member, connected, log_in, signup
 
 PASSWORD = "correct horse battery"
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.harness import DEADLINE_SECONDS, Member, SocketRecorder
+from doubles.socket_clients import DEADLINE_SECONDS, SocketRecorder
+from tests.harness import Member
 
 
 async def call(recorder: SocketRecorder, event: str, data: Any) -> dict[str, Any]:

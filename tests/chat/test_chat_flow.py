@@ -9,16 +9,9 @@ from typing import Any
 
 import httpx
 
+from doubles.socket_clients import DEADLINE_SECONDS, SocketRecorder
 from tests.chat.support import call, create_chat, error_code, post_message
-from tests.harness import (
-    DEADLINE_SECONDS,
-    ManagedProcess,
-    SocketRecorder,
-    add_member,
-    connected,
-    signup,
-    web_process,
-)
+from tests.harness import ManagedProcess, add_member, connected, signup, web_process
 
 
 def bodies(recorder: SocketRecorder) -> list[str]:

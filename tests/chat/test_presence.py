@@ -15,16 +15,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.realtime.presence import users_with_visible_app
-from tests.harness import (
-    DEADLINE_SECONDS,
-    ManagedProcess,
-    Member,
-    SocketRecorder,
-    add_member,
-    connected,
-    signup,
-    web_process,
-)
+from doubles.socket_clients import DEADLINE_SECONDS, SocketRecorder
+from tests.harness import ManagedProcess, Member, add_member, connected, signup, web_process
 
 
 def changes(recorder: SocketRecorder) -> list[tuple[str, bool]]:

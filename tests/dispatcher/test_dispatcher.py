@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import psycopg
 
+from doubles.socket_clients import SocketRecorder
 from tests.events import FutureTaskDeleted, commit_events, outbox_statuses, wait_until_delivered
 from tests.harness import (
     ManagedProcess,
-    SocketRecorder,
     add_member,
     dispatcher_process,
     free_port,

@@ -11,14 +11,9 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
+from doubles.socket_clients import StreamFollower
 from tests.events import commit_events, wait_until_delivered
-from tests.harness import (
-    ManagedProcess,
-    StreamFollower,
-    add_member,
-    signup,
-    stop_while_holding_leases,
-)
+from tests.harness import ManagedProcess, add_member, signup, stop_while_holding_leases
 
 # Long enough that waiting it out would fail every deadline below.
 LEASE_SECONDS = "30"

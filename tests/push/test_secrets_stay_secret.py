@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from doubles.push_service import PushService
-from tests.harness import TEST_JWT_SECRET, ManagedProcess, Member, SocketRecorder, web_process
+from doubles.socket_clients import SocketRecorder
+from tests.harness import TEST_JWT_SECRET, ManagedProcess, Member, web_process
 from tests.push.support import ALLOWLIST, VAPID_SUBJECT, grant, subscribe
 
 PASSWORD = "correct horse battery"

@@ -18,7 +18,8 @@ from app.push.endpoints import host_allowed
 from app.push.notifications import topic_of
 from dispatcher.push_sender import retry_after_seconds
 from doubles.push_service import HANG, PushService, Slow
-from tests.harness import ManagedProcess, SocketRecorder, add_member, outbox_cli_json, signup
+from doubles.socket_clients import SocketRecorder
+from tests.harness import ManagedProcess, add_member, outbox_cli_json, signup
 from tests.push.support import (
     deliveries,
     dispatcher_env,

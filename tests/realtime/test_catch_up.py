@@ -7,15 +7,9 @@ from pathlib import Path
 
 import httpx
 
+from doubles.socket_clients import SocketRecorder
 from tests.events import commit_events, wait_until_delivered
-from tests.harness import (
-    ManagedProcess,
-    SocketRecorder,
-    add_member,
-    child_of_new_family,
-    signup,
-    web_process,
-)
+from tests.harness import ManagedProcess, add_member, child_of_new_family, signup, web_process
 
 
 async def test_reconnect_catches_up_exactly_what_was_missed(

@@ -10,15 +10,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from doubles.socket_clients import StreamFollower
 from tests.events import commit_events, wait_until_delivered
-from tests.harness import (
-    ManagedProcess,
-    StreamFollower,
-    add_member,
-    signup,
-    terminate_listeners,
-    web_process,
-)
+from tests.harness import ManagedProcess, add_member, signup, terminate_listeners, web_process
 from tests.throwaway import ThrowawayRedis
 
 

@@ -11,15 +11,8 @@ import httpx
 import pytest
 import socketio
 
-from tests.harness import (
-    ManagedProcess,
-    SocketRecorder,
-    add_member,
-    connected,
-    create_task,
-    signup,
-    web_process,
-)
+from doubles.socket_clients import SocketRecorder
+from tests.harness import ManagedProcess, add_member, connected, create_task, signup, web_process
 
 
 def task_ids(recorder: SocketRecorder, event_type: str) -> list[str]:

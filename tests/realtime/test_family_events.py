@@ -7,14 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.harness import (
-    ManagedProcess,
-    SocketRecorder,
-    add_member,
-    connected,
-    create_reward,
-    signup,
-)
+from doubles.socket_clients import SocketRecorder
+from tests.harness import ManagedProcess, add_member, connected, create_reward, signup
 
 FAMILY_PREFIXES = ("reward.", "member.")
 

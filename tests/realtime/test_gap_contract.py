@@ -9,13 +9,9 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
+from doubles.socket_clients import SocketRecorder
 from tests.events import FutureTaskDeleted, commit_events, outbox_statuses, wait_until_delivered
-from tests.harness import (
-    ManagedProcess,
-    SocketRecorder,
-    child_of_new_family,
-    outbox_cli,
-)
+from tests.harness import ManagedProcess, child_of_new_family, outbox_cli
 
 
 async def wait_for_status(database_url: str, status: str, count: int, within: float = 20) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tests.harness import SocketRecorder, add_member, signup, web_process
+from doubles.socket_clients import SocketRecorder
+from tests.harness import add_member, signup, web_process
 from tests.throwaway import ThrowawayPostgres
 
 

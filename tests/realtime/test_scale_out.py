@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from doubles.socket_clients import SocketRecorder
 from tests.events import commit_events
 from tests.harness import (
     ManagedProcess,
     Member,
-    SocketRecorder,
     add_member,
     dispatcher_process,
     signup,

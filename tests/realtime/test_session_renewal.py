@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import ManagedProcess, Member, StreamFollower, add_member, signup, web_process
+from doubles.socket_clients import StreamFollower
+from tests.harness import ManagedProcess, Member, add_member, signup, web_process
 
 TOKEN_SECONDS = 3
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
+from doubles.socket_clients import SocketRecorder
 from tests.chat.support import call, create_chat, error_code, post_message
-from tests.harness import ManagedProcess, SocketRecorder, add_member, connected, run_sql, signup
+from tests.harness import ManagedProcess, add_member, connected, run_sql, signup
 
 
 async def test_a_socket_reaches_only_its_own_streams_and_joined_chats(

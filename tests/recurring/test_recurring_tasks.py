@@ -22,15 +22,9 @@ from app.recurring import service as recurring_service
 from app.recurring.models import TaskTemplate
 from app.recurring.schemas import WEEK, TaskTemplateCreate
 from app.tasks import service as task_service
+from doubles.socket_clients import SocketRecorder
 from tests.families import new_family
-from tests.harness import (
-    ManagedProcess,
-    SocketRecorder,
-    add_member,
-    run_sql,
-    signup,
-    start_dispatcher_process,
-)
+from tests.harness import ManagedProcess, add_member, run_sql, signup, start_dispatcher_process
 
 MONDAY = date(2026, 3, 2)
 

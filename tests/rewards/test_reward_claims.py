@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import psycopg
 
+from doubles.socket_clients import SocketRecorder
 from tests.events import data_of, domain_events, wait_for
 from tests.harness import (
     ManagedProcess,
     Member,
-    SocketRecorder,
     add_member,
     connected,
     create_reward,
