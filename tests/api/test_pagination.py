@@ -44,6 +44,12 @@ async def ids(database_url: str, query: str, *params: Any) -> list[str]:
     return [str(row[0]) for row in await run_sql(database_url, query, *params)]
 
 
+async def oldest_first(database_url: str, table: str, family_id: str) -> list[str]:
+    """The ids of the family's rows in ``table`` in the order the list endpoints promise."""
+    query = f"SELECT id FROM {table} WHERE family_id = %s ORDER BY created_at, id"
+    return await ids(database_url, query, family_id)
+
+
 async def created(api: httpx.AsyncClient, member: Member, url: str, body: Any) -> dict[str, Any]:
     response = await api.post(url, headers=member.headers, json=body)
     assert response.status_code == 201, response.text
@@ -69,11 +75,7 @@ async def tasks_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
         parent.id,
         BULK,
     )
-    expected = await ids(
-        database_url,
-        "SELECT id FROM tasks WHERE family_id = %s ORDER BY created_at, id",
-        parent.family_id,
-    )
+    expected = await oldest_first(database_url, "tasks", parent.family_id)
     return Listing(url, child, expected, {})
 
 
@@ -90,11 +92,7 @@ async def rewards_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
         parent.id,
         BULK,
     )
-    expected = await ids(
-        database_url,
-        "SELECT id FROM rewards WHERE family_id = %s ORDER BY created_at, id",
-        parent.family_id,
-    )
+    expected = await oldest_first(database_url, "rewards", parent.family_id)
     return Listing(url, child, expected, {})
 
 
@@ -160,22 +158,14 @@ async def templates_listing(api: httpx.AsyncClient, database_url: str) -> Listin
         parent.id,
         BULK,
     )
-    expected = await ids(
-        database_url,
-        "SELECT id FROM task_templates WHERE family_id = %s ORDER BY created_at, id",
-        parent.family_id,
-    )
+    expected = await oldest_first(database_url, "task_templates", parent.family_id)
     return Listing(url, child, expected, {})
 
 
 async def members_listing(api: httpx.AsyncClient, database_url: str) -> Listing:
     parent, child = await family(api)
     await insert_members(database_url, parent.family_id, BULK)
-    expected = await ids(
-        database_url,
-        "SELECT id FROM users WHERE family_id = %s ORDER BY created_at, id",
-        parent.family_id,
-    )
+    expected = await oldest_first(database_url, "users", parent.family_id)
     return Listing(f"/v1/families/{parent.family_id}/members", child, expected, {})
 
 
