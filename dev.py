@@ -4,10 +4,12 @@
     python3 dev.py [up]              run everything (embedded Postgres unless DATABASE_URL is set)
     python3 dev.py test [ARGS...]    ruff, ruff format --check, mypy, lint-imports, pytest ARGS
                                      (no ARGS: the whole suite, with its coverage floor)
+    python3 dev.py bench [ARGS...]   the benchmark suite (bench/suite.py ARGS, ~15 minutes):
+                                     bench/results/latest.json and docs/benchmarks.md
 
-Both first create .venv and install into it what they need, again when pyproject.toml has
+Each first creates .venv and installs into it what it needs, again when pyproject.toml has
 changed: running installs the project with its [embedded] extra; testing adds [dev] (pytest,
-ruff, mypy, Playwright, ...).
+ruff, mypy, Playwright, ...); the benchmarks add [bench] (pgqueuer, matplotlib, py-spy, ...).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ REPO = Path(__file__).resolve().parent
 VENV = REPO / ".venv"
 VENV_PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 # What each command installs (the project's extras): running needs only the app.
-EXTRAS = {"up": ("embedded",), "test": ("dev", "embedded")}
+EXTRAS = {"up": ("embedded",), "test": ("dev", "embedded"), "bench": ("bench",)}
 # The whole suite (pytest with no arguments) measures coverage, and fails under its floor
 # ([tool.coverage.report] fail_under); a selection of tests would only miss it.
 COVERAGE_ARGS = ["--cov", "--cov-report=term"]
@@ -36,7 +38,7 @@ def main(argv: list[str]) -> int:
     if command in ("-h", "--help", "help"):
         print(__doc__)
         return 0
-    if command not in ("up", "test"):
+    if command not in EXTRAS:
         print(f"unknown command {command!r}; try: python3 dev.py --help", file=sys.stderr)
         return 2
     os.chdir(REPO)
@@ -47,6 +49,9 @@ def main(argv: list[str]) -> int:
             return 2
         py = str(VENV_PYTHON)
         os.execv(py, [py, "-m", "app.devserver"])
+    if command == "bench":
+        py = str(VENV_PYTHON)
+        os.execv(py, [py, "bench/suite.py", *args])
     return run_checks(args)
 
 

@@ -46,8 +46,10 @@ import psycopg
 from family_api import sign_up_family
 from harness import (
     RESULTS_DIR,
+    BudgetRow,
     Child,
     add_database_url_option,
+    budget_rows,
     cpu_percent,
     cpu_snapshot_with_server,
     free_port,
@@ -603,6 +605,7 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
     )
     verdicts["system_delivered_everything"] = complete
     print("Budget:")
+    rows = []
     for key, name, budget in (
         ("bare", "bare loop", RATIO_VS_BARE),
         ("pgqueuer", "pgqueuer ", RATIO_VS_PGQUEUER),
@@ -613,6 +616,16 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
         ratio = system["events_per_s"] / phases[key]["events_per_s"]
         verdicts[f"ratio_vs_{key}"] = round(ratio, 3)
         verdicts[f"vs_{key}_ok"] = ok = ratio >= budget and complete
+        rows.append(
+            BudgetRow(
+                what=f"drain of a {events:,}-event backlog, vs {name.strip()}",
+                measured=f"{system['events_per_s']:,.0f} events/s",
+                baseline=f"{phases[key]['title']}: {phases[key]['events_per_s']:,.0f} events/s",
+                ratio=round(ratio, 3),
+                budget=f">= {budget} x, nothing lost",
+                passed=ok,
+            )
+        )
         print(
             f"  system / {name} = {system['events_per_s']:,.0f} / "
             f"{phases[key]['events_per_s']:,.0f} = {ratio:.3f} (budget >= {budget})"
@@ -620,6 +633,7 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
         )
     if not complete:
         print("  the system did not deliver every event (see the JSON): FAIL")
+    results["rows"] = budget_rows(*rows)
     return verdicts
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -87,6 +87,25 @@ def write_results(results: Mapping[str, Any], path: Path, log_dir: Path | None =
     path.write_text(json.dumps(results, indent=2) + "\n")
     logs = f"; process logs in {_shown_path(log_dir)}/" if log_dir is not None else ""
     print(f"wrote {_shown_path(path)}{logs}")
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One budget as docs/benchmarks.md shows it: the figure measured, the same-run baseline it
+    is judged against (if any), their ratio, the budget, and whether it was met. A benchmark
+    keeps its rows in its JSON under ``"rows"``, where ``python3 dev.py bench`` collects them."""
+
+    what: str
+    measured: str
+    baseline: str
+    ratio: float | None
+    budget: str
+    passed: bool
+
+
+def budget_rows(*rows: BudgetRow) -> list[dict[str, Any]]:
+    """``rows`` as they go into a benchmark's JSON."""
+    return [asdict(row) for row in rows]
 
 
 def system_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -308,7 +327,10 @@ def summarize_ms(seconds: Sequence[float]) -> dict[str, Any]:
     for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
         stats[label] = percentile(ordered, q) * 1000
     stats["max"] = ordered[-1] * 1000
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+    summary = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+    # Every 2nd percentile, for the latency CDFs of docs/benchmarks.md.
+    summary["cdf"] = [round(percentile(ordered, q / 100) * 1000, 3) for q in range(0, 101, 2)]
+    return summary
 
 
 def wait_for_quiet(

@@ -42,8 +42,10 @@ from harness import (
     JWT_SECRET,
     REPO_ROOT,
     RESULTS_DIR,
+    BudgetRow,
     Child,
     add_database_url_option,
+    budget_rows,
     free_port,
     fresh_log_dir,
     load_average,
@@ -480,6 +482,22 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             + ("" if at_scale else f" (only {args.connections:,} asked for)")
         )
     verdicts["verdict_on"] = judged[0] if judged else None
+    rows = []
+    if judged:
+        name = judged[0]
+        per = phases[name]["kib_per_connection"]
+        bare = phases.get(name.replace("system", "bare"), {}).get("kib_per_connection")
+        rows.append(
+            BudgetRow(
+                what=f"web-process memory per idle authenticated socket, {args.connections:,} held",
+                measured=f"{per} KiB",
+                baseline=f"bare python-socketio: {bare} KiB" if bare else "",
+                ratio=round(per / bare, 2) if per and bare else None,
+                budget=f"<= {BUDGET_KIB} KiB, 10,000 on one process",
+                passed=verdicts[name]["ok"],
+            )
+        )
+    results["rows"] = budget_rows(*rows)
     return verdicts
 
 

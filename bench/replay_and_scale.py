@@ -40,8 +40,10 @@ from family_api import PASSWORD, Member, Recorder, task_of
 from harness import (
     JWT_SECRET,
     RESULTS_DIR,
+    BudgetRow,
     Child,
     add_database_url_option,
+    budget_rows,
     busy_cpu_seconds,
     cpu_percent,
     cpu_snapshot,
@@ -78,6 +80,7 @@ OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispa
 MODES = ("postgres", "redis")
 BUSY_LIMIT = 50  # % of one core the machine may use before we start
 UNACCOUNTED_LIMIT = 30  # % of one core used by others during a run before we warn
+REDIS_RATIO_BUDGET = 0.9  # the Redis manager delivers at the Postgres manager's rate
 PG_BACKGROUND = (b"walwriter", b"checkpointer", b"background writer", b"autovacuum")
 WriterSessions = async_sessionmaker[AsyncSession]
 
@@ -726,6 +729,7 @@ def report(results: dict[str, Any]) -> bool:
             cpu = ", ".join(f"{k} {v:g}" for k, v in phase["cpu_percent"].items())
             print(f"    {mode} {total}: {cpu}")
     print(f"checks: {'PASS' if ok else 'FAIL'} (no loss, per-user seq exact and in order)")
+    results["rows"] = budget_rows(*scale_rows(results["scale"], ok))
     runs = [("replay", replay["cpu_percent"])] + [
         (f"{mode} {total}", phase["cpu_percent"])
         for mode, result in results["scale"].items()
@@ -737,6 +741,26 @@ def report(results: dict[str, Any]) -> bool:
             f" benchmark during: {', '.join(noisy)} (another benchmark?); rerun on an idle machine"
         )
     return ok
+
+
+def scale_rows(scale: dict[str, Any], checks_passed: bool) -> list[BudgetRow]:
+    """The Redis manager's delivery rate beside the Postgres manager's, at the largest run."""
+    if not {"postgres", "redis"} <= scale.keys():
+        return []
+    total = max(scale["redis"]["phases"], key=int)
+    redis, postgres = scale["redis"]["phases"][total], scale["postgres"]["phases"][total]
+    ratio = (redis["delivered_events_per_s"] or 0) / (postgres["delivered_events_per_s"] or 1)
+    return [
+        BudgetRow(
+            what=f"Redis manager, 2 web x 2 dispatchers, {int(total):,} events",
+            measured=f"{redis['delivered_events_per_s'] or 0:,.0f} events/s delivered,"
+            f" p99 {redis['commit_to_receipt_ms'].get('p99', 0):,.0f} ms",
+            baseline=f"Postgres manager: {postgres['delivered_events_per_s'] or 0:,.0f} events/s",
+            ratio=round(ratio, 3),
+            budget=f">= {REDIS_RATIO_BUDGET} x (the same rate, within noise), nothing lost",
+            passed=ratio >= REDIS_RATIO_BUDGET and checks_passed,
+        )
+    ]
 
 
 async def measure(database_url: str, args: argparse.Namespace, results: dict[str, Any]) -> None:

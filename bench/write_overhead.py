@@ -43,8 +43,10 @@ from typing import Any
 import psycopg
 from harness import (
     RESULTS_DIR,
+    BudgetRow,
     Child,
     add_database_url_option,
+    budget_rows,
     cpu_percent,
     cpu_snapshot_with_server,
     fresh_log_dir,
@@ -67,6 +69,7 @@ MODES = {
     "no_notify": "outbox row + seq, NOTIFY off",
 }
 BUDGET_PERCENT = 20.0
+NOTIFY_RATIO_BUDGET = 0.8  # throughput with NOTIFY on over NOTIFY off, at 64 writers
 WRITTEN_TABLES = "tasks, outbox_events, outbox_recipients, stream_sequences"
 
 
@@ -397,9 +400,34 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         f"  outbox row + NOTIFY costs {cost:.1f}% of the mutation's throughput at"
         f" {args.writers} writers (budget <= {BUDGET_PERCENT:g}%)  {'PASS' if ok else 'FAIL'}"
     )
+    notify_ratio = means["outbox"] / means["no_notify"]
+    notify_ok = notify_ratio >= NOTIFY_RATIO_BUDGET and errors == 0
+    print(
+        f"  NOTIFY on / NOTIFY off = {notify_ratio:.2f} at {args.writers} writers"
+        f" (budget >= {NOTIFY_RATIO_BUDGET:g} at 64)  {'PASS' if notify_ok else 'FAIL'}"
+    )
     if errors:
         print(f"  {errors} transactions failed (see the worker logs): FAIL")
-    return summary | {"outbox_cost_ok": ok, "errors": errors}
+    writers = f"{args.writers} writers"
+    results["rows"] = budget_rows(
+        BudgetRow(
+            what=f"write cost of the outbox row + wake-up, {writers}",
+            measured=f"{means['outbox']:,.0f} tx/s, cost {cost:.1f}%",
+            baseline=f"no outbox: {base:,.0f} tx/s",
+            ratio=round(means["outbox"] / base, 3),
+            budget=f"cost <= {BUDGET_PERCENT:g}%",
+            passed=ok,
+        ),
+        BudgetRow(
+            what=f"write path with NOTIFY on vs off, {writers}",
+            measured=f"{means['outbox']:,.0f} tx/s",
+            baseline=f"NOTIFY off: {means['no_notify']:,.0f} tx/s",
+            ratio=round(notify_ratio, 3),
+            budget=f">= {NOTIFY_RATIO_BUDGET:g} x",
+            passed=notify_ok,
+        ),
+    )
+    return summary | {"outbox_cost_ok": ok, "notify_ratio_ok": notify_ok, "errors": errors}
 
 
 def main() -> int:
