@@ -6,6 +6,7 @@ The key pair itself (its forms, checks and the development pair) is app.vapid_ke
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,19 +25,28 @@ def audience(endpoint: str) -> str:
 
 
 class VapidSigner:
-    """Signs the ``Authorization: vapid t=…, k=…`` header of each push request."""
+    """Signs the ``Authorization: vapid t=…, k=…`` header of each push request.
 
-    def __init__(self, private_key: str, subject: str) -> None:
+    One token per push service (origin) serves every push to it until half its lifetime is
+    gone: an ECDSA signature per push was a fifth of a push's CPU in the dispatcher.
+    """
+
+    def __init__(
+        self, private_key: str, subject: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._vapid: Any = Vapid(load_private_key(private_key))
         self.subject = subject
         self.public_key = public_key_of(private_key)
+        self._clock = clock
+        self._signed: dict[str, tuple[float, dict[str, str]]] = {}  # audience: (renew at, headers)
 
     def headers_for(self, endpoint: str) -> dict[str, str]:
-        """A fresh claim set for this endpoint's origin, signed (never a shared, mutated dict)."""
-        claims = {
-            "aud": audience(endpoint),
-            "exp": int(time.time()) + TOKEN_LIFETIME_SECONDS,
-            "sub": self.subject,
-        }
-        headers: dict[str, str] = self._vapid.sign(claims)
-        return headers
+        """The headers for this endpoint's origin (a copy: the caller adds its own)."""
+        aud = audience(endpoint)
+        now = self._clock()
+        renew_at, headers = self._signed.get(aud, (now, {}))
+        if now >= renew_at:
+            claims = {"aud": aud, "exp": int(now) + TOKEN_LIFETIME_SECONDS, "sub": self.subject}
+            headers = self._vapid.sign(claims)
+            self._signed[aud] = (now + TOKEN_LIFETIME_SECONDS / 2, headers)
+        return dict(headers)
