@@ -38,25 +38,6 @@ def configure_logging(settings: DispatcherSettings) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def connection_options(settings: DispatcherSettings) -> str:
-    """Server settings of the drain pool's sessions."""
-    # The dispatcher's own writes (claims, delivered marks) need not wait for the WAL flush:
-    # if the server crashed and lost them, the rows would just be claimed and delivered again
-    # (at least once; clients dedupe). The events themselves were made durable by the writers'
-    # synchronous commits. The timeouts bound every wait on another process (docs/delivery.md).
-    # JIT off: every statement here touches a handful of rows, and one whose estimate crosses
-    # jit_above_cost would be compiled at every execution (~40 ms the emits wait for).
-    timeouts = {
-        "lock_timeout": settings.lock_timeout_seconds,
-        "statement_timeout": settings.statement_timeout_seconds,
-        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_seconds,
-    }
-    return " ".join(
-        ["-c synchronous_commit=off", "-c jit=off"]
-        + [f"-c {name}={round(seconds * 1000)}ms" for name, seconds in timeouts.items()]
-    )
-
-
 async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
     """Run until SIGTERM/SIGINT, then finish the batch in hand and exit."""
     manager = create_client_manager(app_settings, write_only=True)
@@ -69,7 +50,7 @@ async def run(app_settings: Settings, settings: DispatcherSettings) -> None:
         # extra round trip to check each checkout.
         kwargs={
             "autocommit": True,
-            "options": connection_options(settings),
+            "options": settings.session_options(),
         },
         open=False,
     )

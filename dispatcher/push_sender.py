@@ -192,17 +192,24 @@ class PushSender:
         self.stopping.set()
         self.wake.set()
 
-    async def run(self) -> None:
-        """Send until stopped, on a connection pool, a LISTEN connection and an HTTP session of
-        its own (so nothing here competes with the drain loop for a connection)."""
-        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+    def connection_pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        """The sender's own pool (not open yet), its sessions set up as the drain's are.
+
+        No check at checkout (a round trip per claim and per result): a broken connection
+        fails its statement, which is retried, and the pool discards it.
+        """
+        return AsyncConnectionPool(
             self.database_url,
             min_size=1,
             max_size=4,
-            kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True, "options": self.settings.session_options()},
             open=False,
         )
+
+    async def run(self) -> None:
+        """Send until stopped, on a connection pool, a LISTEN connection and an HTTP session of
+        its own (so nothing here competes with the drain loop for a connection)."""
+        pool = self.connection_pool()
         connector = aiohttp.TCPConnector(limit=self.settings.push_concurrency, ssl=self.ssl)
         async with (
             pool,

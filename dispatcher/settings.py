@@ -81,3 +81,22 @@ class DispatcherSettings(BaseSettings):
                 "DISPATCHER_PUSH_LEASE_SECONDS must exceed twice DISPATCHER_PUSH_TIMEOUT_SECONDS"
             )
         return self
+
+    def session_options(self) -> str:
+        """Server settings of the dispatcher's sessions (the drain's and the push sender's)."""
+        # The dispatcher's own writes (claims, delivered and sent marks) need not wait for the
+        # WAL flush: if the server crashed and lost them, the rows would just be claimed and
+        # delivered or sent again (at least once; clients dedupe). The events themselves were
+        # made durable by the writers' synchronous commits. The timeouts bound every wait on
+        # another process (docs/delivery.md). JIT off: every statement here touches a handful
+        # of rows, and one whose estimate crosses jit_above_cost would be compiled at every
+        # execution (~40 ms the emits wait for).
+        timeouts = {
+            "lock_timeout": self.lock_timeout_seconds,
+            "statement_timeout": self.statement_timeout_seconds,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_seconds,
+        }
+        return " ".join(
+            ["-c synchronous_commit=off", "-c jit=off"]
+            + [f"-c {name}={round(seconds * 1000)}ms" for name, seconds in timeouts.items()]
+        )
