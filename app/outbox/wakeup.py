@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class Notifier(Protocol):
+    """Sends one NOTIFY (raising when it cannot); ``close`` lets go of its connection."""
+
     def send(self) -> None: ...
 
     def close(self) -> None: ...
