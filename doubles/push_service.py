@@ -176,8 +176,12 @@ def make_certificates(directory: Path) -> tuple[Path, ssl.SSLContext]:
 class PushService:
     """The push service double; ``await start()``, then hand out ``new_browser()`` endpoints."""
 
-    def __init__(self, vapid_public_key: str, directory: Path) -> None:
+    def __init__(
+        self, vapid_public_key: str, directory: Path, *, latency_seconds: float = 0.0
+    ) -> None:
         self.vapid_public_key = load_public_key(vapid_public_key)
+        # Every answer comes this much later, as from a push service across the internet.
+        self.latency_seconds = latency_seconds
         self._vapid_public_raw = b64url_decode(vapid_public_key)
         self.ca_file, self._ssl = make_certificates(directory)
         self.origin = ""
@@ -246,6 +250,8 @@ class PushService:
             self.refused.append((token, refused.status, refused.reason))
             self._changed.set()
             return web.Response(status=refused.status, text=refused.reason)
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
         script = self._scripts[token]
         answer = script.popleft() if script else 201
         self.received.append(
