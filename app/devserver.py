@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -18,9 +19,24 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 EMBEDDED_DATA_DIR = REPO / ".data" / "postgres"
 STOP_TIMEOUT_SECONDS = 10.0
-# As in the Procfile: events are small JSON, and per-message deflate doubles the memory of
-# every idle WebSocket (bench/idle_connections.py: ~85 KiB vs ~43 KiB per connection).
-WEB_OPTIONS = ("--ws-per-message-deflate", "false")
+PROCFILE = REPO / "Procfile"
+
+
+def procfile_web_options() -> list[str]:
+    """The uvicorn options of the Procfile's ``web`` entry after its app, less its address: what
+    a deployment runs (the README's Procfile table says why each is there). The tests and
+    benchmarks start their web processes with them too."""
+    line = next(line for line in PROCFILE.read_text().splitlines() if line.startswith("web:"))
+    words = shlex.split(line.removeprefix("web:"))
+    options, skip = [], False
+    for word in words[words.index("app.main:create_app") + 1 :]:
+        if skip:
+            skip = False
+        elif word in {"--host", "--port"}:
+            skip = True
+        else:
+            options.append(word)
+    return options
 
 
 @dataclass
@@ -77,7 +93,7 @@ async def _run(env: dict[str, str]) -> int:
     services = [
         Child(
             "web",
-            [py, "-m", "uvicorn", "app.main:create_app", "--factory", *web_address, *WEB_OPTIONS],
+            [py, "-m", "uvicorn", "app.main:create_app", *procfile_web_options(), *web_address],
         ),
         Child("dispatcher", [py, "-m", "dispatcher"]),
     ]

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -39,8 +38,8 @@ from typing import Any
 
 import psycopg
 from harness import (
+    APP_FACTORY,
     JWT_SECRET,
-    REPO_ROOT,
     RESULTS_DIR,
     BudgetRow,
     Child,
@@ -185,26 +184,6 @@ async def client_main(
 
 
 # --- the bench ---------------------------------------------------------------------------------
-
-
-def procfile_web_options() -> list[str]:
-    """The uvicorn options of the Procfile's ``web`` entry, less its address."""
-    line = next(
-        line
-        for line in (REPO_ROOT / "Procfile").read_text().splitlines()
-        if line.startswith("web:")
-    )
-    words = shlex.split(line.removeprefix("web:"))
-    app_index = next(i for i, w in enumerate(words) if w == "app.main:create_app")
-    options, skip = [], False
-    for word in words[app_index + 1 :]:
-        if skip:
-            skip = False
-        elif word in {"--host", "--port"}:
-            skip = True
-        else:
-            options.append(word)
-    return options
 
 
 def seed_users(database_url: str, count: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
@@ -392,12 +371,10 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
     source_net = 10
     with tempfile.TemporaryDirectory() as scratch:
         for compression in args.compression.split(","):
-            # Both servers get the Procfile's uvicorn options (e.g. its WebSocket settings).
-            options = procfile_web_options()
-            servers = [("system", "app.main:create_app", options, env)]
+            # Both servers get the Procfile's uvicorn options (uvicorn_argv), WebSocket ones too.
+            servers = [("system", APP_FACTORY, [], env)]
             if not args.skip_baseline:
-                bare_options = ["--app-dir", "bench", *(o for o in options if o != "--factory")]
-                servers.insert(0, ("bare", "peers:bare_app", bare_options, os.environ))
+                servers.insert(0, ("bare", "peers:bare_app", ["--app-dir", "bench"], os.environ))
             for kind, app, extra, server_env in servers:
                 name = f"{kind}-{compression}"
                 print(f"{name}: {args.connections} idle sockets ...", flush=True)

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from app.devserver import procfile_web_options
 from bench.harness import Child as ManagedProcess
 from bench.harness import free_port, start_child
 from doubles.socket_clients import DEADLINE_SECONDS, SocketRecorder
@@ -70,7 +71,8 @@ def web_process(
     """A started uvicorn serving the app (on ``port``, or a free one); returns it with its base
     URL once it answers."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    # The Procfile's options: the tests run the web process as deployed.
+    argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", *procfile_web_options()]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     proc = start_child(
         f"web:{port}", argv, process_env(database_url, **env), log_dir, log_name=f"web-{port}.log"
