@@ -48,18 +48,7 @@ class ChannelNotifier:
         try:
             if self._conn is None:
                 self._conn = psycopg.connect(
-                    self._conninfo,
-                    autocommit=True,
-                    connect_timeout=self._connect_timeout,
-                    # A server or network that stops answering fails the NOTIFY within seconds
-                    # (and the next wake-up reconnects) instead of wedging this thread, which
-                    # would leave the dispatchers on their poll until a restart.
-                    keepalives=1,
-                    keepalives_idle=5,
-                    keepalives_interval=2,
-                    keepalives_count=3,
-                    tcp_user_timeout=10_000,
-                    options="-c statement_timeout=5s",
+                    self._conninfo, autocommit=True, connect_timeout=self._connect_timeout
                 )
             self._conn.execute(self._statement)
         except Exception:
