@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,8 +28,7 @@ from app.families.router import router as families_router
 from app.karma.router import router as karma_router
 from app.outbox.asyncapi import router as catalogue_router
 from app.outbox.router import router as events_router
-from app.outbox.staging import wakeup_info
-from app.outbox.wakeup import DispatcherWakeup, dispatcher_wakeup
+from app.outbox.staging import notify_channel_info
 from app.push.router import router as push_router
 from app.realtime.server import create_socket_server
 from app.recurring.router import router as recurring_router
@@ -48,11 +46,9 @@ def create_api(
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
-    wakeup: DispatcherWakeup | None = None,
     on_startup: Callable[[], None] = lambda: None,
 ) -> FastAPI:
-    """The REST API; the engine's pool and the dispatchers' wake-up are closed with the app's
-    lifespan."""
+    """The REST API; the engine's pool is closed with the app's lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,9 +56,6 @@ def create_api(
         try:
             yield
         finally:
-            if wakeup is not None:
-                # Sends the wake-up the last commits asked for; blocks, so off the loop.
-                await asyncio.to_thread(wakeup.close)
             await engine.dispose()
 
     api = FastAPI(
@@ -125,12 +118,8 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     settings = settings or get_settings()
     # Creating an engine connects nothing; the REST API and the socket handlers share its pool.
     engine = create_engine(settings.database_url)
-    wakeup = (
-        dispatcher_wakeup(settings.database_url, settings.outbox_channel)
-        if settings.outbox_notify
-        else None
-    )
-    sessionmaker = create_sessionmaker(engine, info=wakeup_info(wakeup))
+    channel = settings.outbox_channel if settings.outbox_notify else None
+    sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
     # The composition root: each domain with client events registers them on the server.
     sio = create_socket_server(
         settings,
@@ -145,5 +134,5 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
             sio.manager_initialized = True
             sio.manager.initialize()
 
-    api = create_api(settings, engine, sessionmaker, wakeup=wakeup, on_startup=listen_from_startup)
+    api = create_api(settings, engine, sessionmaker, on_startup=listen_from_startup)
     return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")

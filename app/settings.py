@@ -54,8 +54,7 @@ class Settings(DatabaseSettings):
     # lifetime starts again at each use (a device used within it stays logged in).
     jwt_ttl_seconds: int = Field(default=900, gt=0)
     refresh_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
-    # A NOTIFY after commits that wrote events wakes the dispatchers (app.outbox.wakeup);
-    # without it, polling alone.
+    # One NOTIFY per committing transaction wakes the dispatcher; without it, polling alone.
     outbox_notify: bool = True
     outbox_channel: str = "outbox_events"
     socketio_channel: str = "socketio"

@@ -71,9 +71,8 @@ from app.db import create_engine, create_sessionmaker
 from app.families import service as family_service
 from app.families.models import Role
 from app.outbox.catch_up import events_after
-from app.outbox.staging import stage, wakeup_info
+from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
-from app.outbox.wakeup import dispatcher_wakeup
 from app.settings import Settings
 from app.tasks.events import TaskDeleted
 
@@ -226,10 +225,9 @@ def transaction_plan(users: int, per_user: int, per_transaction: int) -> Iterato
 
 @asynccontextmanager
 async def writer_pool(database_url: str, writers: int) -> AsyncIterator[WriterSessions]:
-    """Sessions whose commits wake the dispatchers (like tests/events.py), on ``writers``
+    """Sessions whose commits NOTIFY the dispatchers (like tests/events.py), on ``writers``
     connections opened up front: their backends' CPU time then shows in the snapshots."""
     engine = create_engine(database_url, pool_size=writers)
-    wakeup = dispatcher_wakeup(database_url, OUTBOX_CHANNEL)
 
     async def open_connection() -> None:
         async with engine.connect() as conn:
@@ -238,9 +236,8 @@ async def writer_pool(database_url: str, writers: int) -> AsyncIterator[WriterSe
 
     try:
         await asyncio.gather(*(open_connection() for _ in range(writers)))
-        yield create_sessionmaker(engine, info=wakeup_info(wakeup))
+        yield create_sessionmaker(engine, info=notify_channel_info(OUTBOX_CHANNEL))
     finally:
-        await asyncio.to_thread(wakeup.close)
         await engine.dispose()
 
 

@@ -69,9 +69,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
 from app.families.models import User
-from app.outbox.staging import stage, wakeup_info
+from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
-from app.outbox.wakeup import dispatcher_wakeup
 from app.settings import Settings
 from app.tasks.events import TaskDeleted
 from doubles.socket_clients import StreamFollower
@@ -430,8 +429,7 @@ async def run_load(
     await connect_all(followers)
     timings["connect_s"] = time.monotonic() - started
     engine = create_engine(database_url, pool_size=args.writers)
-    wakeup = dispatcher_wakeup(database_url, OUTBOX_CHANNEL)
-    sessionmaker = create_sessionmaker(engine, info=wakeup_info(wakeup))
+    sessionmaker = create_sessionmaker(engine, info=notify_channel_info(OUTBOX_CHANNEL))
     conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
     soak = Soak(args, database_url, children, families, followers, conn)
     soak.expected = [set() for _ in followers]
@@ -468,7 +466,6 @@ async def run_load(
     finally:
         await asyncio.gather(*(f.disconnect() for f in followers))
         await conn.close()
-        await asyncio.to_thread(wakeup.close)
         await engine.dispose()
     return analyse(soak, rows_before, load_seconds, drain_seconds, cpu, heads, lost_rows) | {
         "vacuum": vacuum,

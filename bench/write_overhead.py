@@ -10,15 +10,13 @@ asyncio writers, split over ``--processes`` worker processes (same split for eve
 writer creating tasks for its own child (its own event stream, as different users' requests
 would), for ``--seconds`` after a warm-up. Three modes, interleaved over ``--rounds`` rounds:
 
-- outbox:    as deployed: the outbox row + recipient row + stream sequence at commit, and the
-             dispatchers woken after it: one NOTIFY from the process's own connection for
-             however many commits happened while the last one was sent
-             (``app.outbox.wakeup.dispatcher_wakeup``).
+- outbox:    as deployed: the outbox row + recipient row + stream sequence at commit, and one
+             NOTIFY per transaction (``notify_channel_info("outbox_events")``).
 - no_outbox: the baseline: the same call with the event never staged.
              ``app.tasks.events.record_created`` (which create_task looks up on the module at
              every call) is replaced by a no-op inside the worker processes only, so neither the
              payload is built nor anything written at commit.
-- no_notify: the outbox rows without the wake-up (``wakeup_info(None)``).
+- no_notify: the outbox rows without the NOTIFY (``notify_channel_info(None)``).
 
 A LISTEN connection (standing in for the dispatcher's) consumes the NOTIFYs; nothing drains the
 outbox unless ``--with-dispatcher`` runs the real one throughout (all modes). Before every
@@ -67,8 +65,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 MODES = {
     "no_outbox": "no outbox (event never staged)  [baseline]",
-    "outbox": "outbox row + seq + wake-up  [as deployed]",
-    "no_notify": "outbox row + seq, wake-up off",
+    "outbox": "outbox row + seq + 1 NOTIFY/tx  [as deployed]",
+    "no_notify": "outbox row + seq, NOTIFY off",
 }
 BUDGET_PERCENT = 20.0
 NOTIFY_RATIO_BUDGET = 0.8  # throughput with NOTIFY on over NOTIFY off, at 64 writers
@@ -105,8 +103,7 @@ async def worker_main(parent_id: str, family_id: str, child_ids: list[str]) -> N
     import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
     from app.db import create_engine, create_sessionmaker
     from app.families.models import User
-    from app.outbox.staging import wakeup_info
-    from app.outbox.wakeup import dispatcher_wakeup
+    from app.outbox.staging import notify_channel_info
     from app.settings import get_settings
     from app.tasks import events as task_events
     from app.tasks import service as task_service
@@ -114,11 +111,10 @@ async def worker_main(parent_id: str, family_id: str, child_ids: list[str]) -> N
     settings = get_settings()
     # One pooled connection per writer, as a web process would have at this concurrency.
     engine = create_engine(settings.database_url, pool_size=len(child_ids))
-    wakeup = dispatcher_wakeup(settings.database_url, settings.outbox_channel)
     makers = {
-        "outbox": create_sessionmaker(engine, info=wakeup_info(wakeup)),
-        "no_outbox": create_sessionmaker(engine, info=wakeup_info(None)),
-        "no_notify": create_sessionmaker(engine, info=wakeup_info(None)),
+        "outbox": create_sessionmaker(engine, info=notify_channel_info(settings.outbox_channel)),
+        "no_outbox": create_sessionmaker(engine, info=notify_channel_info(None)),
+        "no_notify": create_sessionmaker(engine, info=notify_channel_info(None)),
     }
     staged = task_events.record_created
 
@@ -147,7 +143,6 @@ async def worker_main(parent_id: str, family_id: str, child_ids: list[str]) -> N
         errors = sum(failed for _, failed in results)
         print(json.dumps({"committed": len(latencies), "errors": errors, "latencies": latencies}))
         sys.stdout.flush()
-    await asyncio.to_thread(wakeup.close)
     await engine.dispose()
 
 
@@ -402,7 +397,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     ok = cost <= BUDGET_PERCENT and errors == 0
     print("Budget:")
     print(
-        f"  outbox row + wake-up costs {cost:.1f}% of the mutation's throughput at"
+        f"  outbox row + NOTIFY costs {cost:.1f}% of the mutation's throughput at"
         f" {args.writers} writers (budget <= {BUDGET_PERCENT:g}%)  {'PASS' if ok else 'FAIL'}"
     )
     notify_ratio = means["outbox"] / means["no_notify"]
@@ -416,7 +411,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     writers = f"{args.writers} writers"
     results["rows"] = budget_rows(
         BudgetRow(
-            what=f"write cost of the outbox row + wake-up, {writers}",
+            what=f"write cost of the outbox row + NOTIFY, {writers}",
             measured=f"{means['outbox']:,.0f} tx/s, cost {cost:.1f}%",
             baseline=f"no outbox: {base:,.0f} tx/s",
             ratio=round(means["outbox"] / base, 3),

@@ -5,7 +5,6 @@ Gauges and retention run for the outbox, and for the Web Push queue when push is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,8 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 import app.models  # noqa: F401  (every table: tasks' foreign keys name other domains' tables)
 from app.db import create_engine, create_sessionmaker
-from app.outbox.staging import wakeup_info
-from app.outbox.wakeup import dispatcher_wakeup
+from app.outbox.staging import notify_channel_info
 from app.recurring.generation import generate_due_tasks
 from app.settings import Settings
 from dispatcher import metrics, operations
@@ -104,12 +102,8 @@ async def generate_recurring_tasks(app_settings: Settings, settings: DispatcherS
     # The drain pool's connections are autocommit psycopg ones; the generation is ORM work in
     # a transaction of its own. A run is rare, so a one-connection engine per run is enough.
     engine = create_engine(app_settings.database_url, pool_size=1)
-    wakeup = (
-        dispatcher_wakeup(app_settings.database_url, app_settings.outbox_channel)
-        if app_settings.outbox_notify
-        else None
-    )
-    sessionmaker = create_sessionmaker(engine, info=wakeup_info(wakeup))
+    channel = app_settings.outbox_channel if app_settings.outbox_notify else None
+    sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
     try:
         async with sessionmaker() as session, session.begin():
             tasks = await generate_due_tasks(
@@ -119,9 +113,6 @@ async def generate_recurring_tasks(app_settings: Settings, settings: DispatcherS
                 catch_up_days=settings.task_generation_catch_up_days,
             )
     finally:
-        if wakeup is not None:
-            # Sends the wake-up the commit asked for (if it wrote events); blocks, so off the loop.
-            await asyncio.to_thread(wakeup.close)
         await engine.dispose()
     logger.log(
         logging.INFO if tasks else logging.DEBUG,

@@ -33,12 +33,12 @@ from typing import Any
 import httpx
 import psycopg
 
-from app.outbox.staging import stage
+from app.db import create_engine, create_sessionmaker
+from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
 from app.tasks.events import TaskDeleted
 from bench.harness import scratch_database
 from doubles.socket_clients import StreamFollower
-from tests.events import outbox_sessions
 from tests.harness import (
     ManagedProcess,
     Member,
@@ -253,19 +253,23 @@ class System:
 
     async def write(self) -> None:
         """Commit events at the knob's rate until told to stop, surviving database outages."""
+        engine = create_engine(self.database_url, pool_size=2)
+        sessionmaker = create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
         families: dict[str, list[Client]] = {}
         for client in self.clients:
             families.setdefault(client.member.family_id, []).append(client)
         rng = random.Random(7)
         interval = 1 / self.knobs.rate
         next_at = time.monotonic()
-        async with outbox_sessions(self.database_url, pool_size=2) as sessionmaker:
+        try:
             while self.writing:
                 members = rng.choice(list(families.values()))
                 chosen = rng.sample(members, rng.randint(1, min(3, len(members))))
                 await self.commit(sessionmaker, chosen)
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        finally:
+            await engine.dispose()
 
     async def commit(
         self,
@@ -474,11 +478,15 @@ async def manager_channel_loss(system: System, scenario: Scenario) -> None:
 
 
 async def poison_then_replay(system: System, scenario: Scenario) -> None:
-    async with outbox_sessions(system.database_url, pool_size=1) as sessionmaker:
+    engine = create_engine(system.database_url, pool_size=1)
+    sessionmaker = create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
+    try:
         await asyncio.sleep(system.knobs.run_seconds / 4)
         for client in system.clients[::2]:
             await system.commit(sessionmaker, [client], payload_type=FutureTaskDeleted)
         await asyncio.sleep(system.knobs.run_seconds / 2)
+    finally:
+        await engine.dispose()
     # The operator ships the fix (the version is known after all) and replays the dead rows.
     await run_sql(system.database_url, "UPDATE outbox_events SET version = 1 WHERE version = 99")
     replayed = await asyncio.to_thread(
@@ -508,8 +516,12 @@ async def position_beyond_head(system: System, scenario: Scenario) -> None:
     await client.follower.disconnect()
     # Events for it committed while it is away are below the head it resumes from: its
     # refetch covers them (the writer's rate makes this happen only now and then).
-    async with outbox_sessions(system.database_url, pool_size=1) as sessionmaker:
+    engine = create_engine(system.database_url, pool_size=1)
+    try:
+        sessionmaker = create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
         await system.commit(sessionmaker, [client])
+    finally:
+        await engine.dispose()
     await system.wait_handed_over(system.committed[-1].task_id)
     client.follower.position = (client.follower.position or 0) + 1000
     await system.reconnect(client, client.web_index)

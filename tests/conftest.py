@@ -14,8 +14,9 @@ from alembic.config import Config
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import create_engine, create_sessionmaker
+from app.outbox.staging import notify_channel_info
 from bench.harness import scratch_database
-from tests.events import outbox_sessions
 from tests.harness import (
     REPO_ROOT,
     TEST_JWT_SECRET,
@@ -120,9 +121,10 @@ async def api(web: str) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """The app's own sessions on the test's database, for tests that write through services:
-    their commits wake the dispatchers as the web process's do."""
-    async with outbox_sessions(database_url) as sessionmaker:
-        yield sessionmaker
+    their outbox events NOTIFY the dispatchers as the web process's do."""
+    engine = create_engine(database_url)
+    yield create_sessionmaker(engine, info=notify_channel_info("outbox_events"))
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -5,35 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import create_engine, create_sessionmaker
-from app.outbox.staging import EventPayload, stage, wakeup_info
+from app.outbox.staging import EventPayload, notify_channel_info, stage
 from app.outbox.streams import user_stream
-from app.outbox.wakeup import dispatcher_wakeup
 from app.tasks.events import TaskDeleted
 from doubles.socket_clients import SocketRecorder
-
-
-@asynccontextmanager
-async def outbox_sessions(
-    database_url: str, *, pool_size: int = 10, notify: bool = True
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """The app's sessions on ``database_url``; with ``notify``, commits that wrote events wake
-    the dispatchers as the web process's do."""
-    engine = create_engine(database_url, pool_size=pool_size)
-    wakeup = dispatcher_wakeup(database_url, "outbox_events") if notify else None
-    try:
-        yield create_sessionmaker(engine, info=wakeup_info(wakeup))
-    finally:
-        if wakeup is not None:
-            await asyncio.to_thread(wakeup.close)
-        await engine.dispose()
 
 
 async def commit_events(
@@ -47,8 +27,12 @@ async def commit_events(
     payload_type: type[EventPayload] = TaskDeleted,
 ) -> None:
     """Commit ``count`` task.deleted events for ``user_id``, ``per_transaction`` at a time."""
+    engine = create_engine(database_url, pool_size=1)
+    sessionmaker = create_sessionmaker(
+        engine, info=notify_channel_info("outbox_events" if notify else None)
+    )
     family = uuid.UUID(family_id)
-    async with outbox_sessions(database_url, pool_size=1, notify=notify) as sessionmaker:
+    try:
         for start in range(0, count, per_transaction):
             async with sessionmaker() as session, session.begin():
                 for _ in range(min(per_transaction, count - start)):
@@ -56,6 +40,8 @@ async def commit_events(
                         task_id=uuid.uuid4(), family_id=family, affected_users=[uuid.UUID(user_id)]
                     )
                     stage(session, payload, streams=[user_stream(user_id)], family_id=family)
+    finally:
+        await engine.dispose()
 
 
 async def wait_until_delivered(database_url: str, count: int, within: float = 30.0) -> None:

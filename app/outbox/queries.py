@@ -24,9 +24,8 @@ from psycopg import sql
 # - only then draw the event ids (the InitPlan on `reserved` runs first, and output expressions
 #   are evaluated after the ORDER BY), so within every stream id order is seq order too, which
 #   the dispatcher relies on;
-# - insert the events and their recipients.
-# No NOTIFY here: it would take Postgres's global notify-queue lock at every writer's commit;
-# the dispatchers are woken after the commit instead (app.outbox.wakeup).
+# - insert the events and their recipients, and NOTIFY once with a constant payload (Postgres
+#   folds identical notifications, so the commit-time notify lock is taken once).
 WRITE_STAGED_EVENTS = """
 WITH staged AS (
     SELECT * FROM jsonb_to_recordset(CAST(%(events)s AS jsonb))
@@ -68,7 +67,9 @@ recipients AS (
     RETURNING event_id
 )
 SELECT (SELECT count(*) FROM events) AS events,
-       (SELECT count(*) FROM recipients) AS recipients
+       (SELECT count(*) FROM recipients) AS recipients,
+       CASE WHEN CAST(%(channel)s AS text) IS NOT NULL
+            THEN pg_notify(CAST(%(channel)s AS text), '') END AS notified
 """
 
 # --- Catch-up reads (app.outbox.catch_up) -----------------------------------------------------

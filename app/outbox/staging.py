@@ -19,12 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.outbox import queries
-from app.outbox.wakeup import DispatcherWakeup
 from app.schemas import CamelModel
 
 STAGED_EVENTS_KEY = "outbox.staged"
-WROTE_EVENTS_KEY = "outbox.wrote_events"
-WAKEUP_KEY = "outbox.wakeup"
+NOTIFY_CHANNEL_KEY = "outbox.notify_channel"
 
 
 class EventPayload(CamelModel):
@@ -78,10 +76,9 @@ def stage(
     )
 
 
-def wakeup_info(wakeup: DispatcherWakeup | None) -> dict[str, Any]:
-    """Session ``info`` whose commits that wrote events ask ``wakeup`` to wake the dispatchers
-    (``None``: rely on polling)."""
-    return {WAKEUP_KEY: wakeup}
+def notify_channel_info(channel: str | None) -> dict[str, Any]:
+    """Session ``info`` that makes commits NOTIFY ``channel`` (``None``: rely on polling)."""
+    return {NOTIFY_CHANNEL_KEY: channel}
 
 
 @event.listens_for(Session, "before_commit")
@@ -102,24 +99,14 @@ def _write_staged_events(session: Session) -> None:
     ]
     # Everything in one statement (app.outbox.queries), in the transaction being committed.
     session.connection().exec_driver_sql(
-        queries.WRITE_STAGED_EVENTS, {"events": json.dumps(events)}
+        queries.WRITE_STAGED_EVENTS,
+        {"events": json.dumps(events), "channel": session.info.get(NOTIFY_CHANNEL_KEY)},
     )
-    session.info[WROTE_EVENTS_KEY] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_dispatchers(session: Session) -> None:
-    # Only now, outside the transaction: a NOTIFY inside it would serialise concurrent
-    # writers' commits on Postgres's notify-queue lock (app.outbox.wakeup).
-    wakeup: DispatcherWakeup | None = session.info.get(WAKEUP_KEY)
-    if session.info.pop(WROTE_EVENTS_KEY, False) and wakeup is not None:
-        wakeup.request()
 
 
 @event.listens_for(Session, "after_rollback")
 def _discard_staged_events(session: Session) -> None:
     session.info.pop(STAGED_EVENTS_KEY, None)
-    session.info.pop(WROTE_EVENTS_KEY, None)
 
 
 def payload_model(event_type: str, version: int) -> type[BaseModel] | None:
