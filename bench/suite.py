@@ -140,6 +140,7 @@ def write_plots(latest: dict[str, Any]) -> list[str]:
 
     matplotlib.use("Agg")  # no screen here
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     PLOTS_DIR.mkdir(parents=True, exist_ok=True)
     written = []
@@ -149,6 +150,10 @@ def write_plots(latest: dict[str, Any]) -> list[str]:
         for mode, values in cdfs.items():
             ax.plot(values, [2 * i for i in range(len(values))], label=f"Web Push {mode}")
         ax.set_xscale("log")
+        # Plain milliseconds on the log axis; matplotlib's default labels (3 x 10^0) overlap.
+        ax.set_xticks([1, 2, 5, 10, 20, 50, 100])
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("REST 201 response -> socket receipt, ms (log scale)")
         ax.set_ylabel("percentile")
         ax.set_title("Commit -> client latency, one writer, sequential")
