@@ -23,9 +23,10 @@ PROCFILE = REPO / "Procfile"
 
 
 def procfile_web_options() -> list[str]:
-    """The uvicorn options of the Procfile's ``web`` entry after its app, less its address: what
-    a deployment runs (the README's Procfile table says why each is there). The tests and
-    benchmarks start their web processes with them too."""
+    """The server options of the Procfile's ``web`` entry, less its address and ``--factory``
+    (that one belongs to the app named beside it): what a deployment runs (the README's
+    Procfile table says why each is there). The tests and benchmarks start their web processes
+    with them too."""
     line = next(line for line in PROCFILE.read_text().splitlines() if line.startswith("web:"))
     words = shlex.split(line.removeprefix("web:"))
     options, skip = [], False
@@ -34,7 +35,7 @@ def procfile_web_options() -> list[str]:
             skip = False
         elif word in {"--host", "--port"}:
             skip = True
-        else:
+        elif word != "--factory":
             options.append(word)
     return options
 
@@ -85,6 +86,7 @@ async def _run(env: dict[str, str]) -> int:
 
     py = sys.executable
     port = env.get("PORT", "8000")
+    web = ["app.main:create_app", "--factory", *procfile_web_options()]
     web_address = ["--host", "127.0.0.1", "--port", port]
     steps = [
         Child("release", [py, "-m", "alembic", "upgrade", "head"]),
@@ -93,7 +95,7 @@ async def _run(env: dict[str, str]) -> int:
     services = [
         Child(
             "web",
-            [py, "-m", "uvicorn", "app.main:create_app", *procfile_web_options(), *web_address],
+            [py, "-m", "uvicorn", *web, *web_address],
         ),
         Child("dispatcher", [py, "-m", "dispatcher"]),
     ]

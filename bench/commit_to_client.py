@@ -31,7 +31,6 @@ import psycopg
 from baselines import notify_round_trips, socketio_round_trips
 from family_api import Recorder, sign_up_family, write_tasks
 from harness import (
-    APP_FACTORY,
     RESULTS_DIR,
     BudgetRow,
     Child,
@@ -189,7 +188,7 @@ def measure_system(
         if setup is not None:
             stack.callback(setup.service.stop)
             env |= setup.env
-        argv = uvicorn_argv(APP_FACTORY, port)
+        argv = uvicorn_argv("app.main:create_app", port, "--factory")
         web = start_child("web", argv, env, log_dir, log_name=f"web-{mode}.log")
         stack.callback(web.stop)
         extra = dict(pair.split("=", 1) for pair in args.dispatcher_env)

@@ -45,7 +45,6 @@ import httpx
 import psycopg
 from family_api import sign_up_family
 from harness import (
-    APP_FACTORY,
     RESULTS_DIR,
     BudgetRow,
     Child,
@@ -479,7 +478,9 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
     web_url = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
     with ExitStack() as stack:
-        web = start_child("web", uvicorn_argv(APP_FACTORY, port), env, log_dir)
+        web = start_child(
+            "web", uvicorn_argv("app.main:create_app", port, "--factory"), env, log_dir
+        )
         stack.callback(web.stop)
         web.wait_for_http(f"{web_url}/healthz")
 

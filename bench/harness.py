@@ -31,7 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 JWT_SECRET = "bench-secret-" + "x" * 40
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-APP_FACTORY = "app.main:create_app"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 # A benchmark runs as a file (python bench/x.py): its sys.path[0] is bench/, and the package
@@ -147,8 +146,7 @@ def free_port() -> int:
 def uvicorn_argv(app: str, port: int, *extra: str) -> list[str]:
     """uvicorn on loopback with the Procfile's options (as deployed: its WebSocket settings),
     without access logs (they would cost the web process CPU)."""
-    # --factory belongs to the app's factory; a baseline server is a plain ASGI app.
-    options = [o for o in procfile_web_options() if o != "--factory" or app == APP_FACTORY]
+    options = procfile_web_options()
     argv = [sys.executable, "-m", "uvicorn", app, *options, *extra, "--host", "127.0.0.1"]
     return [*argv, "--port", str(port), "--log-level", "warning"]
 

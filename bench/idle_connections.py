@@ -38,7 +38,6 @@ from typing import Any
 
 import psycopg
 from harness import (
-    APP_FACTORY,
     JWT_SECRET,
     RESULTS_DIR,
     BudgetRow,
@@ -372,7 +371,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
     with tempfile.TemporaryDirectory() as scratch:
         for compression in args.compression.split(","):
             # Both servers get the Procfile's uvicorn options (uvicorn_argv), WebSocket ones too.
-            servers = [("system", APP_FACTORY, [], env)]
+            servers = [("system", "app.main:create_app", ["--factory"], env)]
             if not args.skip_baseline:
                 servers.insert(0, ("bare", "peers:bare_app", ["--app-dir", "bench"], os.environ))
             for kind, app, extra, server_env in servers:

@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 from harness import (
-    APP_FACTORY,
     RESULTS_DIR,
     add_database_url_option,
     free_port,
@@ -166,7 +165,9 @@ def main() -> int:
         env = system_env(database_url, APP_LOGIN_WINDOW_SECONDS="3")
         migrate(database_url, env)
         port = free_port()
-        web = start_child("web", uvicorn_argv(APP_FACTORY, port), env, Path(log_dir))
+        web = start_child(
+            "web", uvicorn_argv("app.main:create_app", port, "--factory"), env, Path(log_dir)
+        )
         try:
             web.wait_for_http(f"http://127.0.0.1:{port}/healthz")
             results |= asyncio.run(measure(f"http://127.0.0.1:{port}", args))

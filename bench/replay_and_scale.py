@@ -38,7 +38,6 @@ import psycopg
 import socketio
 from family_api import PASSWORD, Member, Recorder, task_of
 from harness import (
-    APP_FACTORY,
     JWT_SECRET,
     RESULTS_DIR,
     BudgetRow,
@@ -401,7 +400,7 @@ async def measure_replay(
     count = args.replay_events
     with ExitStack() as stack:
         port = free_port()
-        argv = uvicorn_argv(APP_FACTORY, port)
+        argv = uvicorn_argv("app.main:create_app", port, "--factory")
         web = start_child("replay-web", argv, env, LOG_DIR)
         stack.callback(web.stop)
         dispatcher = start_child(
@@ -603,7 +602,7 @@ async def measure_scale(
         urls = []
         for n in (1, 2):
             port = free_port()
-            argv = uvicorn_argv(APP_FACTORY, port)
+            argv = uvicorn_argv("app.main:create_app", port, "--factory")
             children[f"web-{n}"] = start_child(f"{mode}-web-{n}", argv, env, LOG_DIR)
             stack.callback(children[f"web-{n}"].stop)
             urls.append(f"http://127.0.0.1:{port}")

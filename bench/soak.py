@@ -39,7 +39,6 @@ import psycopg
 import socketio
 from family_api import PASSWORD, Member, sign_up_parent, task_of
 from harness import (
-    APP_FACTORY,
     JWT_SECRET,
     RESULTS_DIR,
     Child,
@@ -883,7 +882,7 @@ def run_system(database_url: str, args: argparse.Namespace) -> dict[str, Any]:
     migrate(database_url, env)
     port = free_port()
     with ExitStack() as stack:
-        argv = uvicorn_argv(APP_FACTORY, port)
+        argv = uvicorn_argv("app.main:create_app", port, "--factory")
         web = start_child("web", argv, env, args.log_dir)
         stack.callback(web.stop)
         argv = [sys.executable, "-m", "dispatcher"]

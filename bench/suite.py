@@ -30,6 +30,7 @@ from harness import (
     load_average,
     run_main,
     source_version,
+    write_results,
 )
 
 LATEST = RESULTS_DIR / "latest.json"
@@ -230,12 +231,12 @@ def main() -> int:
     }
     latest["minutes"] = round((time.monotonic() - started) / 60, 1)
     latest["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    LATEST.write_text(json.dumps(latest, indent=2) + "\n")
+    write_results(latest, LATEST)
     PAGE.write_text(render_page(latest, write_plots(latest)))
     rows = [row for step in latest["steps"] for row in step["rows"]]
     failed = [row["what"] for row in rows if not row["passed"]]
     broken = [step["name"] for step in latest["steps"] if not step["rows"]]
-    print(f"\nwrote {LATEST.relative_to(REPO_ROOT)} and {PAGE.relative_to(REPO_ROOT)}")
+    print(f"wrote {PAGE.relative_to(REPO_ROOT)}")
     print(f"{len(rows) - len(failed)}/{len(rows)} budgets met")
     for what in failed:
         print(f"  FAIL {what}")

@@ -72,7 +72,8 @@ def web_process(
     URL once it answers."""
     port = port or free_port()
     # The Procfile's options: the tests run the web process as deployed.
-    argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", *procfile_web_options()]
+    argv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    argv += procfile_web_options()
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     proc = start_child(
         f"web:{port}", argv, process_env(database_url, **env), log_dir, log_name=f"web-{port}.log"
