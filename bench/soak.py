@@ -14,8 +14,9 @@ one family. Every ``--sample-interval`` s: RSS of both processes, the outbox bac
 and its row count. After the load: waits (up to ``--settle`` s) for the backlog to drain and
 the clients to catch up, prints the numbers, writes them as JSON, and exits 1 when a check
 fails: missing deliveries, RSS growth after warm-up, an unbounded backlog, no retention purge,
-less than 95% of the offered rate committed, commit -> client p99 over 20 ms (docs/design.md's
-budget, which ``python3 dev.py bench`` holds it to at 1,000 events/s with 1,000 clients).
+and, with ``--p99-budget-ms``, less than 95% of the offered rate committed or a commit -> client
+p99 over the budget (``python3 dev.py bench`` holds it to docs/design.md's 20 ms at 1,000
+events/s with 1,000 clients, and writes the budget row).
 """
 
 from __future__ import annotations
@@ -87,7 +88,6 @@ SIGNUP_CONCURRENCY = 8
 OTHERS_CPU_LIMIT = 30  # % of one core used by processes not ours before we call the run noisy
 DRIVER_CPU_LIMIT = 80  # % of one core: above it this process, not the system, may set latency
 PURGE_LOG_MESSAGE = "purged delivered outbox rows"
-P99_BUDGET_MS = 20.0  # docs/design.md: commit -> client p99 at 1,000 events/s
 RATE_REACHED = 0.95  # of --rate: below it the latency was not measured at the rate offered
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -113,6 +113,12 @@ def parse_args() -> argparse.Namespace:
         "--backlog-limit-seconds", type=float, default=5, help="max backlog, in s of events"
     )
     parser.add_argument("--settle", type=float, default=60, help="s to wait for the drain")
+    parser.add_argument(
+        "--p99-budget-ms",
+        type=float,
+        default=None,
+        help="also check commit -> client p99 and the rate reached, and write a budget row",
+    )
     parser.add_argument("--seed", type=int, default=1, help="of the recipients' choice")
     parser.add_argument(
         "--log-dir", type=Path, default=LOG_DIR, help="the processes' logs (emptied first)"
@@ -722,19 +728,21 @@ def checks(results: dict[str, Any], args: argparse.Namespace) -> dict[str, tuple
     if args.seconds >= args.retention_seconds + args.purge_interval:
         purged = max(outbox["purged_by_count"], outbox["purged_in_log"])
         verdicts["retention purged rows"] = (purged > 0, f"{purged} rows")
-    events, p99 = results["events"], results["latency_commit_to_client_ms"].get("p99", math.inf)
-    verdicts[f"offered rate reached (>= {RATE_REACHED:.0%})"] = (
-        events["achieved_rate"] >= RATE_REACHED * args.rate,
-        f"{events['achieved_rate']:g} of {args.rate:g} events/s",
-    )
-    verdicts[f"commit -> client p99 <= {P99_BUDGET_MS:g} ms"] = (
-        p99 <= P99_BUDGET_MS,
-        f"p99 {p99:.1f} ms",
-    )
+    if args.p99_budget_ms is not None:
+        events = results["events"]
+        p99 = results["latency_commit_to_client_ms"].get("p99", math.inf)
+        verdicts[f"offered rate reached (>= {RATE_REACHED:.0%})"] = (
+            events["achieved_rate"] >= RATE_REACHED * args.rate,
+            f"{events['achieved_rate']:g} of {args.rate:g} events/s",
+        )
+        verdicts[f"commit -> client p99 <= {args.p99_budget_ms:g} ms"] = (
+            p99 <= args.p99_budget_ms,
+            f"p99 {p99:.1f} ms",
+        )
     return verdicts
 
 
-def budget_row(results: dict[str, Any], args: argparse.Namespace) -> BudgetRow:
+def budget_row(results: dict[str, Any], args: argparse.Namespace, limit_ms: float) -> BudgetRow:
     """The sustained-load budget of docs/design.md, as docs/benchmarks.md shows it."""
     events, latency = results["events"], results["latency_commit_to_client_ms"]
     cpu = results["cpu_percent_during_load"]
@@ -747,8 +755,8 @@ def budget_row(results: dict[str, Any], args: argparse.Namespace) -> BudgetRow:
         f" {cpu['driver']:g}, dispatcher {cpu['dispatcher']:g}, web {cpu['web']:g}",
         baseline="",
         ratio=None,
-        budget=f"p99 <= {P99_BUDGET_MS:g} ms, nothing lost, >= {RATE_REACHED:.0%} of the rate",
-        passed=latency.get("p99", math.inf) <= P99_BUDGET_MS
+        budget=f"p99 <= {limit_ms:g} ms, nothing lost, >= {RATE_REACHED:.0%} of the rate",
+        passed=latency.get("p99", math.inf) <= limit_ms
         and results["deliveries"]["missing"] == 0
         and events["achieved_rate"] >= RATE_REACHED * args.rate,
     )
@@ -948,7 +956,8 @@ def main() -> int:
     verdicts = checks(results, args)
     results["checks"] = verdicts
     ok = report(results, args)
-    results["rows"] = budget_rows(budget_row(results, args))
+    if args.p99_budget_ms is not None:
+        results["rows"] = budget_rows(budget_row(results, args, args.p99_budget_ms))
     results["checks"] = {k: {"passed": p, "detail": d} for k, (p, d) in verdicts.items()}
     results["passed"] = ok
     write_results(results, args.json, args.log_dir)

@@ -62,7 +62,18 @@ STEPS = (
     Step(
         "sustained",
         "soak.py",
-        ("--seconds", "60", "--clients", "1000", "--rate", "1000", "--writers", "8"),
+        (
+            "--seconds",
+            "60",
+            "--clients",
+            "1000",
+            "--rate",
+            "1000",
+            "--writers",
+            "8",
+            "--p99-budget-ms",
+            "20",
+        ),
     ),
 )
 
