@@ -58,7 +58,7 @@ STEPS = (
     Step("drain_backlog", "drain_backlog.py"),
     Step("idle_connections", "idle_connections.py", ("--compression", "deflate")),
     Step("replay_and_scale", "replay_and_scale.py"),
-    Step("push_throughput", "push_throughput.py", ("--pushes", "3000", "--latency-ms", "100")),
+    Step("push_throughput", "push_throughput.py", ("--pushes", "10000", "--latency-ms", "100")),
     Step(
         "sustained",
         "soak.py",
