@@ -1,16 +1,18 @@
-"""Replay of missed events on reconnect, and delivery through 2 web x 2 dispatchers.
+"""Replay of missed events on reconnect, and delivery through 1-2 web x 1-4 dispatchers.
 
-    .venv/bin/python bench/replay_and_scale.py [--events 2000] [--users 50] [--database-url URL]
+    .venv/bin/python bench/replay_and_scale.py [--events 2000] [--users 50] [--webs 1,2]
+        [--dispatchers 1,2,4] [--database-url URL]
 
 1. Replay: one ``web`` and one ``dispatcher``. A child's socket stands at ``lastSeq`` L; 500
    events are committed for it and delivered (outbox status) while it is away; a Socket.IO
    client in this process reconnects with ``auth: {token, lastSeq: L}`` and is timed from the
    start of ``connect()`` to the ``sync`` that follows the replay. Repeated with new events each
    time; every reconnect must get exactly L+1..L+500 in order, then ``sync {recovered: true}``.
-2. Scale-out: two ``web`` processes and two dispatchers, with the Postgres LISTEN/NOTIFY
-   manager and with Redis (``APP_SOCKETIO_REDIS_URL``, a unique ``APP_SOCKETIO_CHANNEL``).
-   ``--users`` members (made through the app's services), their sockets split over both web
-   processes, one client process per web process (bench/peers.py record). ``--events`` events
+2. Scale-out: every combination of ``--webs`` web processes and ``--dispatchers`` dispatchers,
+   with the Postgres LISTEN/NOTIFY manager and with Redis (``APP_SOCKETIO_REDIS_URL``, a unique
+   ``APP_SOCKETIO_CHANNEL``). ``--users`` members (made through the app's services), their
+   sockets split over the web processes, one client process per web process (bench/peers.py
+   record). ``--events`` events
    (then ``--large-events``) are committed as fast as possible by concurrent writers through
    the staging API; events/s run from the first commit to the last receipt, and every user
    must receive exactly its events, seq strictly increasing once deduplicated by event id.
@@ -94,7 +96,12 @@ def parse_args() -> argparse.Namespace:
         "--large-events", type=int, default=10000, help="events of a second run (0: skip it)"
     )
     parser.add_argument("--users", type=int, default=50, help="members, one socket each")
-    parser.add_argument("--dispatchers", type=int, default=2, help="dispatcher processes")
+    parser.add_argument(
+        "--webs", type=counts, default=(1, 2), help="web process counts to run, e.g. 1,2"
+    )
+    parser.add_argument(
+        "--dispatchers", type=counts, default=(1, 2, 4), help="dispatcher counts, e.g. 1,2,4"
+    )
     parser.add_argument("--writers", type=int, default=8, help="concurrent committing writers")
     parser.add_argument(
         "--per-transaction", type=int, default=5, help="events per committed transaction"
@@ -111,6 +118,19 @@ def parse_args() -> argparse.Namespace:
     if any(mode not in MODES for mode in args.modes.split(",")):
         parser.error(f"--modes: choose from {', '.join(MODES)}")
     return args
+
+
+def counts(text: str) -> tuple[int, ...]:
+    """``1,2,4`` -> (1, 2, 4): process counts, each at least 1."""
+    values = tuple(int(part) for part in text.split(","))
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError("process counts are at least 1")
+    return values
+
+
+def layout(webs: int, dispatchers: int) -> str:
+    """A scale-out run's name in the results and tables: ``2w x 4d``."""
+    return f"{webs}w x {dispatchers}d"
 
 
 def machine_busy_percent(seconds: float = 2.0) -> float:
@@ -475,7 +495,7 @@ async def measure_replay(
     }
 
 
-# -- 2. 2 web x 2 dispatchers -----------------------------------------------------------------
+# -- 2. web x dispatcher processes ------------------------------------------------------------
 
 
 def analyse_phase(
@@ -591,7 +611,13 @@ async def run_phase(
 
 
 async def measure_scale(
-    mode: str, database_url: str, members: list[Member], args: argparse.Namespace, dbname: str
+    mode: str,
+    webs: int,
+    dispatchers: int,
+    database_url: str,
+    members: list[Member],
+    args: argparse.Namespace,
+    dbname: str,
 ) -> dict[str, Any]:
     extra = {"APP_SOCKETIO_CHANNEL": f"bench-sio-{uuid.uuid4().hex[:8]}"}
     if mode == "redis":
@@ -600,22 +626,21 @@ async def measure_scale(
     children: dict[str, Child] = {}
     with ExitStack() as stack:
         urls = []
-        for n in (1, 2):
+        for n in range(1, webs + 1):
             port = free_port()
             argv = uvicorn_argv("app.main:create_app", port, "--factory")
             children[f"web-{n}"] = start_child(f"{mode}-web-{n}", argv, env, LOG_DIR)
             stack.callback(children[f"web-{n}"].stop)
             urls.append(f"http://127.0.0.1:{port}")
-        dispatchers = range(1, args.dispatchers + 1)
-        for n in dispatchers:
+        for n in range(1, dispatchers + 1):
             argv = [sys.executable, "-m", "dispatcher"]
             children[f"dispatcher-{n}"] = start_child(f"{mode}-dispatcher-{n}", argv, env, LOG_DIR)
             stack.callback(children[f"dispatcher-{n}"].stop)
         for n, url in enumerate(urls, 1):
             children[f"web-{n}"].wait_for_http(f"{url}/healthz")
-        for n in dispatchers:
+        for n in range(1, dispatchers + 1):
             children[f"dispatcher-{n}"].wait_for_log("dispatcher worker started")
-        # One client process per web process; member i's socket is on web i % 2.
+        # One client process per web process; member i's socket is on web i % webs.
         clients = []
         for n, url in enumerate(urls):
             tokens = ",".join(m.token for m in members[n :: len(urls)])
@@ -632,13 +657,13 @@ async def measure_scale(
         phases = {}
         for total in (args.events, args.large_events):
             if total > 0:
-                print(f"  {mode}: {total} events ...", flush=True)
+                print(f"  {mode}, {layout(webs, dispatchers)}: {total} events ...", flush=True)
                 load = load_average()
                 phase = await run_phase(
                     database_url, members, clients, total, args, children, dbname
                 )
                 phases[str(total)] = phase | {"load_average_before": load}
-        return {"phases": phases}
+        return {"webs": webs, "dispatchers": dispatchers, "phases": phases}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -681,20 +706,20 @@ def report(results: dict[str, Any]) -> bool:
 
     args = results["args"]
     print(
-        f"\n2. {args['users']} users over 2 web x {args['dispatchers']} dispatchers"
+        f"\n2. {args['users']} users over web x dispatcher processes"
         " (one client process per web),"
         f" {args['writers']} writers x {args['per_transaction']} events per transaction"
     )
     head = (
-        f"  {'manager':<9}{'events':>7}{'commit/s':>10}{'deliv/s':>9}{'span s':>8}"
+        f"  {'manager':<18}{'events':>7}{'commit/s':>10}{'deliv/s':>9}{'span s':>8}"
         f"{'c->r p50':>10}{'p99':>8}{'max':>8}{'lost':>6}{'dup':>5}{'ooo':>5}{'seq ok':>8}"
     )
     print(head + "   (span: first commit -> last receipt; c->r: commit -> receipt, ms)")
-    for mode, result in results["scale"].items():
+    for name, result in scale_runs(results):
         for total, phase in result["phases"].items():
             lat = phase["commit_to_receipt_ms"]
             print(
-                f"  {mode:<9}{total:>7}{phase['commits_events_per_s']:>10.0f}"
+                f"  {name:<18}{total:>7}{phase['commits_events_per_s']:>10.0f}"
                 f"{phase['delivered_events_per_s'] or 0:>9.0f}"
                 f"{phase['first_commit_to_last_receipt_s']:>8.2f}"
                 f"{lat.get('p50', 0):>10.1f}{lat.get('p99', 0):>8.1f}{lat.get('max', 0):>8.1f}"
@@ -714,25 +739,25 @@ def report(results: dict[str, Any]) -> bool:
         "  split at the outbox's timestamps, ms: created -> marked delivered (claim, stream"
         " locks, hold-back),\n  then marked delivered -> receipt (emits, fan-out, commit)"
     )
-    print(f"  {'manager':<9}{'events':>7}{'c->m p50':>10}{'p99':>8}{'m->r p50':>10}{'p99':>8}")
-    for mode, result in results["scale"].items():
+    print(f"  {'manager':<18}{'events':>7}{'c->m p50':>10}{'p99':>8}{'m->r p50':>10}{'p99':>8}")
+    for name, result in scale_runs(results):
         for total, phase in result["phases"].items():
             a = phase["created_to_marked_delivered_ms"]
             b = phase["marked_delivered_to_receipt_ms"]
             print(
-                f"  {mode:<9}{total:>7}{a.get('p50', 0):>10.1f}{a.get('p99', 0):>8.1f}"
+                f"  {name:<18}{total:>7}{a.get('p50', 0):>10.1f}{a.get('p99', 0):>8.1f}"
                 f"{b.get('p50', 0):>10.1f}{b.get('p99', 0):>8.1f}"
             )
     print(f"  CPU, % of one core (machine: of {100 * cores}), during each run:")
-    for mode, result in results["scale"].items():
+    for name, result in scale_runs(results):
         for total, phase in result["phases"].items():
             cpu = ", ".join(f"{k} {v:g}" for k, v in phase["cpu_percent"].items())
-            print(f"    {mode} {total}: {cpu}")
+            print(f"    {name} {total}: {cpu}")
     print(f"checks: {'PASS' if ok else 'FAIL'} (no loss, per-user seq exact and in order)")
     results["rows"] = budget_rows(*scale_rows(results["scale"], ok))
     runs = [("replay", replay["cpu_percent"])] + [
-        (f"{mode} {total}", phase["cpu_percent"])
-        for mode, result in results["scale"].items()
+        (f"{name} {total}", phase["cpu_percent"])
+        for name, result in scale_runs(results)
         for total, phase in result["phases"].items()
     ]
     if noisy := [name for name, cpu in runs if cpu["unaccounted"] > UNACCOUNTED_LIMIT]:
@@ -743,23 +768,59 @@ def report(results: dict[str, Any]) -> bool:
     return ok
 
 
+def scale_runs(results: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each scale-out run with its name: ``postgres 2w x 4d``."""
+    for mode, runs in results["scale"].items():
+        for name, result in runs.items():
+            yield f"{mode} {name}", result
+
+
 def scale_rows(scale: dict[str, Any], checks_passed: bool) -> list[BudgetRow]:
-    """The Redis manager's delivery rate beside the Postgres manager's, at the largest run."""
+    """Per manager, events/s at the largest run of each layout (no budget but no loss: the
+    capacity model of docs/scaling.md reads them); and the Redis manager's rate beside the
+    Postgres manager's at the largest layout both ran."""
+    rows = []
+    for mode, runs in scale.items():
+        total = max((t for run in runs.values() for t in run["phases"]), key=int)
+        rates = "; ".join(
+            f"{name} {run['phases'][total]['delivered_events_per_s'] or 0:,.0f}/s"
+            f" (p99 {run['phases'][total]['commit_to_receipt_ms'].get('p99', 0):,.0f} ms)"
+            for name, run in runs.items()
+            if total in run["phases"]
+        )
+        rows.append(
+            BudgetRow(
+                what=f"scale-out, {mode} manager, {int(total):,} events: web x dispatchers",
+                measured=rates,
+                baseline="",
+                ratio=None,
+                budget="nothing lost, every user's seqs exact (capacity: docs/scaling.md)",
+                passed=checks_passed,
+            )
+        )
     if not {"postgres", "redis"} <= scale.keys():
-        return []
-    total = max(scale["redis"]["phases"], key=int)
-    redis, postgres = scale["redis"]["phases"][total], scale["postgres"]["phases"][total]
+        return rows
+    both = [name for name in scale["redis"] if name in scale["postgres"]]
+    if not both:
+        return rows
+    largest = max(
+        both, key=lambda name: (scale["redis"][name]["webs"], scale["redis"][name]["dispatchers"])
+    )
+    redis_run, postgres_run = scale["redis"][largest], scale["postgres"][largest]
+    total = max(redis_run["phases"], key=int)
+    redis, postgres = redis_run["phases"][total], postgres_run["phases"][total]
     ratio = (redis["delivered_events_per_s"] or 0) / (postgres["delivered_events_per_s"] or 1)
     return [
+        *rows,
         BudgetRow(
-            what=f"Redis manager, 2 web x 2 dispatchers, {int(total):,} events",
+            what=f"Redis manager, {largest}, {int(total):,} events",
             measured=f"{redis['delivered_events_per_s'] or 0:,.0f} events/s delivered,"
             f" p99 {redis['commit_to_receipt_ms'].get('p99', 0):,.0f} ms",
             baseline=f"Postgres manager: {postgres['delivered_events_per_s'] or 0:,.0f} events/s",
             ratio=round(ratio, 3),
             budget=f">= {REDIS_RATIO_BUDGET} x (the same rate, within noise), nothing lost",
             passed=ratio >= REDIS_RATIO_BUDGET and checks_passed,
-        )
+        ),
     ]
 
 
@@ -774,8 +835,14 @@ async def measure(database_url: str, args: argparse.Namespace, results: dict[str
     results["scale"] = {}
     for mode in args.modes.split(","):
         results["load_average"][f"before {mode}"] = load_average()
-        print(f"2. 2 web x {args.dispatchers} dispatchers, {mode} manager ...", flush=True)
-        results["scale"][mode] = await measure_scale(mode, database_url, members, args, dbname)
+        results["scale"][mode] = {}
+        for webs in args.webs:
+            for dispatchers in args.dispatchers:
+                name = layout(webs, dispatchers)
+                print(f"2. {name}, {mode} manager ...", flush=True)
+                results["scale"][mode][name] = await measure_scale(
+                    mode, webs, dispatchers, database_url, members, args, dbname
+                )
 
 
 def main() -> int:
