@@ -83,7 +83,6 @@ NOT_MEASURED = (
     "fan-out: 10,000 connected users on one web process, one event to each: p99 <= 1 s",
     "replay storm: 1,000 clients reconnect at once, each 50 events behind: all recovered <= 10 s",
     "REST task creation beside a bare Starlette + psycopg handler: >= 0.5 x",
-    "scale-out matrix: 1 -> 2 -> 4 dispatchers, 1 -> 2 web processes, both managers",
 )
 
 
@@ -147,7 +146,20 @@ def run_step(step: Step, database_url: str) -> dict[str, Any]:
                 for mode in ("off", "on")
                 if f"push_{mode}" in results
             }
+        if step.name == "replay_and_scale":
+            outcome["scale_events_per_s"] = scale_rates(results["scale"])
     return outcome
+
+
+def scale_rates(scale: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Events/s delivered at the largest run of each layout: ``{"postgres, 2 web": {"4": r}}``."""
+    rates: dict[str, dict[str, float]] = {}
+    for mode, runs in scale.items():
+        for run in runs.values():
+            phase = run["phases"][max(run["phases"], key=int)]
+            line = rates.setdefault(f"{mode}, {run['webs']} web", {})
+            line[str(run["dispatchers"])] = phase["delivered_events_per_s"] or 0.0
+    return rates
 
 
 def write_plots(latest: dict[str, Any]) -> list[str]:
@@ -179,6 +191,27 @@ def write_plots(latest: dict[str, Any]) -> list[str]:
         fig.savefig(PLOTS_DIR / "commit_to_client_cdf.png", dpi=100)
         plt.close(fig)
         written.append("commit_to_client_cdf.png")
+    scale = next(
+        (s["scale_events_per_s"] for s in latest["steps"] if s.get("scale_events_per_s")), None
+    )
+    if scale:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, by_dispatchers in scale.items():
+            counts = sorted(by_dispatchers, key=int)
+            ax.plot(
+                [int(c) for c in counts], [by_dispatchers[c] for c in counts], "o-", label=label
+            )
+        ax.set_xticks(sorted({int(c) for line in scale.values() for c in line}))
+        ax.set_xlabel("dispatcher processes")
+        ax.set_ylabel("events/s delivered")
+        ax.set_ylim(bottom=0)
+        ax.set_title("Scale-out: delivery rate by dispatchers, web processes and manager")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(PLOTS_DIR / "scale_out.png", dpi=100)
+        plt.close(fig)
+        written.append("scale_out.png")
     return written
 
 
