@@ -258,7 +258,7 @@ class Worker:
             async with self.manager.publishing_in(conn):
                 yield
         elif isinstance(self.manager, HoldingRedisManager):
-            # Redis: emits go out before the commit, the batch's in one pipelined round trip
+            # Redis: emits go out before the commit, the batch's as one message (a bundle)
             # (at least once; clients dedupe by id).
             async with self.manager.publishing():
                 yield

@@ -180,8 +180,8 @@ class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
 
     @asynccontextmanager
     async def publishing(self) -> AsyncIterator[None]:
-        """Buffer the emits made inside the block; publish them at its end in one pipelined
-        round trip (the dispatcher's batch), instead of one awaited round trip per emit."""
+        """Buffer the emits made inside the block; publish them at its end as one message (the
+        dispatcher's batch), instead of one awaited round trip per emit."""
         buffer = _PublishBuffer(owner=self)
         token = _publish_buffer.set(buffer)
         try:
@@ -204,19 +204,20 @@ class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
         await self._publish_all([data])
 
     async def _publish_all(self, messages: list[Any]) -> None:
-        # Each message is still a publish of its own, so any python-socketio listener reads
-        # them. The base class logs "giving up" and returns: the dispatcher would then mark the
-        # events delivered although no web process got them. Raise instead, so they are retried
-        # (a retry may publish some twice: clients dedupe by event id).
+        # A batch goes out as one message, a JSON array (a bundle): one PUBLISH, and one
+        # message for each web process to take in and parse, whatever the batch's size; the
+        # web processes' `_listen` hands its emits on one by one. A lone emit stays a plain
+        # python-socketio message. The base class logs "giving up" and returns: the
+        # dispatcher would then mark the events delivered although no web process got them.
+        # Raise instead, so they are retried (a retry may publish some twice: clients dedupe
+        # by event id).
+        body = self.json.dumps(messages if len(messages) > 1 else messages[0])
         for attempt in range(2):
             try:
                 if not self.connected:
                     self._redis_connect()
                 async with asyncio.timeout(self.publish_timeout_seconds):
-                    pipeline = self.redis.pipeline(transaction=False)
-                    for data in messages:
-                        pipeline.publish(self.channel, self.json.dumps(data))
-                    await pipeline.execute()
+                    await self.redis.publish(self.channel, body)
                 return
             except (RedisError, OSError, TimeoutError):
                 self.connected = False
@@ -241,7 +242,12 @@ class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
                         and message["type"] == "message"
                         and "data" in message
                     ):
-                        yield message["data"]
+                        data = message["data"]
+                        if data.startswith(b"["):  # a bundle (`_publish_all`)
+                            for emit in self.json.loads(data):
+                                yield emit
+                        else:
+                            yield data
             except (RedisError, OSError) as exc:
                 self.channel_disconnected()
                 logger.warning("Redis subscription lost; resubscribing", extra={"error": str(exc)})
