@@ -1,4 +1,5 @@
-"""Drive the system under test from outside: REST writes, and the recorder's Socket.IO process."""
+"""Drive the system under test: members made through the app's services or signed up over REST,
+REST writes, and the recorder's Socket.IO process."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from harness import Child
+from harness import JWT_SECRET, Child
+
+from app.auth.passwords import hash_password
+from app.auth.sessions import start_session
+from app.db import create_engine, create_sessionmaker
+from app.families import service as family_service
+from app.families.models import Role
+from app.settings import Settings
 
 PASSWORD = "correct horse battery"
 
@@ -26,6 +34,42 @@ class Member:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+async def create_families(
+    database_url: str, count: int, size: int, *, token_ttl_seconds: int = 3600
+) -> list[list[Member]]:
+    """``count`` families of ``size`` members (a parent, then children), each made in one
+    transaction through the app's services, with access tokens that last ``token_ttl_seconds``.
+    One Argon2 hash serves every member: signing up hundreds over REST, a hash each, would take
+    minutes of set-up on 2 cores."""
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        environment="test", jwt_secret=JWT_SECRET, jwt_ttl_seconds=token_ttl_seconds
+    )
+    password_hash = await hash_password(PASSWORD)
+    engine = create_engine(database_url, pool_size=1)
+    families = []
+    try:
+        for number in range(count):
+            async with create_sessionmaker(engine)() as session, session.begin():
+                family = await family_service.create_family(session=session, name="Bench")
+                members = []
+                for index in range(size):
+                    user = await family_service.add_member(
+                        session=session,
+                        family_id=family.id,
+                        email=f"member-{number}-{index}-{tag}@example.com",
+                        display_name=f"Member {index}",
+                        password_hash=password_hash,
+                        role=Role.CHILD if index else Role.PARENT,
+                    )
+                    tokens = await start_session(session, user, settings)
+                    members.append(Member(str(user.id), str(family.id), tokens.access_token))
+            families.append(members)
+    finally:
+        await engine.dispose()
+    return families
 
 
 async def sign_up_parent(api: httpx.AsyncClient, family_name: str) -> tuple[Member, str]:

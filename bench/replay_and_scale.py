@@ -38,9 +38,8 @@ from typing import Any
 
 import psycopg
 import socketio
-from family_api import PASSWORD, Member, Recorder, task_of
+from family_api import Member, Recorder, create_families, task_of
 from harness import (
-    JWT_SECRET,
     RESULTS_DIR,
     BudgetRow,
     Child,
@@ -66,15 +65,10 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.passwords import hash_password
-from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
-from app.families import service as family_service
-from app.families.models import Role
 from app.outbox.catch_up import events_after
 from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
-from app.settings import Settings
 from app.tasks.events import TaskDeleted
 
 LOG_DIR = RESULTS_DIR / "replay_and_scale-logs"
@@ -199,32 +193,6 @@ def snapshot(children: Mapping[str, Child], dbname: str) -> dict[str, float]:
 
 
 # -- members and events, through the app's own services --------------------------------------
-
-
-async def create_family(database_url: str, size: int) -> list[Member]:
-    """A family of ``size`` members made in one transaction: a parent, then children."""
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings(environment="test", jwt_secret=JWT_SECRET)
-    engine = create_engine(database_url, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            family = await family_service.create_family(session=session, name="Bench")
-            password_hash = await hash_password(PASSWORD)
-            members = []
-            for index in range(size):
-                user = await family_service.add_member(
-                    session=session,
-                    family_id=family.id,
-                    email=f"member-{index}-{tag}@example.com",
-                    display_name=f"Member {index}",
-                    password_hash=password_hash,
-                    role=Role.CHILD if index else Role.PARENT,
-                )
-                tokens = await start_session(session, user, settings)
-                members.append(Member(str(user.id), str(family.id), tokens.access_token))
-    finally:
-        await engine.dispose()
-    return members
 
 
 @dataclass
@@ -827,8 +795,8 @@ def scale_rows(scale: dict[str, Any], checks_passed: bool) -> list[BudgetRow]:
 async def measure(database_url: str, args: argparse.Namespace, results: dict[str, Any]) -> None:
     dbname = str(conninfo_to_dict(database_url)["dbname"])
     print("creating members through the app's services ...", flush=True)
-    replay_family = await create_family(database_url, 2)
-    members = await create_family(database_url, args.users)
+    [replay_family] = await create_families(database_url, 1, 2)
+    [members] = await create_families(database_url, 1, args.users)
     results["load_average"]["before replay"] = load_average()
     print(f"1. replay of {args.replay_events} missed events x {args.replays} ...", flush=True)
     results["replay"] = await measure_replay(database_url, replay_family[1], args, dbname)

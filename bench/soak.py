@@ -5,8 +5,8 @@
 The real ``web`` and ``dispatcher`` processes on a scratch database, the dispatcher with a
 retention window of ``--retention-seconds`` (given to it in days) purged every
 ``--purge-interval`` s, so retention deletes rows while the load runs. ``--clients`` members
-(families of ``--family-size``, signed up over REST) each hold one Socket.IO client in this
-process that keeps the client side of docs/delivery.md: it drops envelope ids it already has,
+(families of ``--family-size``, made through the app's services) each hold one Socket.IO client
+in this process that keeps the client side of docs/delivery.md: it drops envelope ids it has,
 tracks its position (the highest seq up to which it has everything), answers ``resync`` and a
 gap left open for 0.5 s with ``sync.request``, and reconnects with ``lastSeq``. Writers commit
 task.deleted events through the staging API at ``--rate`` events/s, each for 1-3 members of
@@ -38,12 +38,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import socketio
-from family_api import PASSWORD, Member, sign_up_parent, task_of
+from family_api import Member, create_families, task_of
 from harness import (
-    JWT_SECRET,
     RESULTS_DIR,
     BudgetRow,
     Child,
@@ -71,12 +69,9 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.sessions import start_session
 from app.db import create_engine, create_sessionmaker
-from app.families.models import User
 from app.outbox.staging import notify_channel_info, stage
 from app.outbox.streams import user_stream
-from app.settings import Settings
 from app.tasks.events import TaskDeleted
 from doubles.socket_clients import StreamFollower
 
@@ -84,7 +79,6 @@ LOG_DIR = RESULTS_DIR / "soak-logs"
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatcher LISTENs to
 SECONDS_PER_DAY = 86400
 CONNECT_CONCURRENCY = 25
-SIGNUP_CONCURRENCY = 8
 OTHERS_CPU_LIMIT = 30  # % of one core used by processes not ours before we call the run noisy
 DRIVER_CPU_LIMIT = 80  # % of one core: above it this process, not the system, may set latency
 PURGE_LOG_MESSAGE = "purged delivered outbox rows"
@@ -145,58 +139,6 @@ def parse_args() -> argparse.Namespace:
 def token_ttl(args: argparse.Namespace) -> int:
     """Tokens outlive the run: an expiring one would disconnect its socket mid-soak."""
     return int(args.seconds + args.settle) + 3600
-
-
-# -- members, over REST ----------------------------------------------------------------------
-
-
-async def sign_up_family(
-    api: httpx.AsyncClient,
-    size: int,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> list[Member]:
-    """A family signed up over REST: a parent, then ``size - 1`` children it adds."""
-    parent, tag = await sign_up_parent(api, "Soak")
-    children = []
-    for index in range(size - 1):
-        added = await api.post(
-            f"/v1/families/{parent.family_id}/members",
-            headers=parent.headers,
-            json={"displayName": f"Kid {index}", "password": PASSWORD, "role": "child"}
-            | {"email": f"child-{index}-{tag}@example.com"},
-        )
-        added.raise_for_status()
-        children.append(uuid.UUID(added.json()["id"]))
-    # Sessions started here rather than by REST logins: each login is another Argon2 verify,
-    # and hundreds of them would only lengthen the set-up.
-    members = [parent]
-    async with sessionmaker() as session, session.begin():
-        for child_id in children:
-            child = await session.get_one(User, child_id)
-            tokens = await start_session(session, child, settings)
-            members.append(Member(str(child_id), parent.family_id, tokens.access_token))
-    return members
-
-
-async def sign_up_families(
-    url: str, database_url: str, args: argparse.Namespace
-) -> list[list[Member]]:
-    settings = Settings(environment="test", jwt_secret=JWT_SECRET, jwt_ttl_seconds=token_ttl(args))
-    gate = asyncio.Semaphore(SIGNUP_CONCURRENCY)
-    engine = create_engine(database_url, pool_size=SIGNUP_CONCURRENCY)
-    sessionmaker = create_sessionmaker(engine)
-
-    async def one(api: httpx.AsyncClient) -> list[Member]:
-        async with gate:
-            return await sign_up_family(api, args.family_size, settings, sessionmaker)
-
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=120) as api:
-            families = args.clients // args.family_size
-            return list(await asyncio.gather(*(one(api) for _ in range(families))))
-    finally:
-        await engine.dispose()
 
 
 # -- the clients -----------------------------------------------------------------------------
@@ -432,8 +374,13 @@ async def run_load(
     dbname = str(conninfo_to_dict(database_url)["dbname"])
     timings: dict[str, float] = {}
     started = time.monotonic()
-    print(f"signing up {args.clients} members over REST ...", flush=True)
-    families = await sign_up_families(url, database_url, args)
+    print(f"making {args.clients} members through the app's services ...", flush=True)
+    families = await create_families(
+        database_url,
+        args.clients // args.family_size,
+        args.family_size,
+        token_ttl_seconds=token_ttl(args),
+    )
     timings["signup_s"] = time.monotonic() - started
     followers = [Follower(member, url) for family in families for member in family]
     print(f"connecting {len(followers)} Socket.IO clients ...", flush=True)
@@ -783,7 +730,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> bool:
         + "; ".join(f"{k} {v}" for k, v in results["load_average"].items())
     )
     setup = results["setup"]
-    print(f"  set-up: sign-up {setup['signup_s']:g} s, connect {setup['connect_s']:g} s")
+    print(f"  set-up: members {setup['signup_s']:g} s, connect {setup['connect_s']:g} s")
     print("events")
     print(
         f"  committed: {ev['committed']} in {ev['load_seconds']:g} s ({ev['achieved_rate']:g}/s"

@@ -13,9 +13,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 60
-# 100 clients (20 families of 5) rather than the script's 500: every member is signed up over
-# REST, one Argon2 hash each, and 500 of them take about a minute of set-up on 2 cores. With 100
-# the whole run (set-up, 60 s of load at the default 200 events/s, drain) stays near 90 s.
+# 100 clients (20 families of 5) rather than the script's 500: fewer sockets in the script's own
+# process while other tests share the machine. The whole run (set-up, 60 s of load at the
+# default 200 events/s, drain) stays near 75 s.
 CLIENTS = 100
 # Under the 300 s test timeout, so a stuck run is stopped with SIGTERM, which lets the script
 # stop its web and dispatcher and drop its scratch database.
