@@ -273,7 +273,7 @@ DELETE FROM outbox_events
 WHERE id IN (
     SELECT id FROM outbox_events
     WHERE status = 'delivered' AND delivered_at < %(cutoff)s
-    ORDER BY id LIMIT %(batch)s
+    ORDER BY delivered_at LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 )
 """
