@@ -32,6 +32,7 @@ TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 JWT_SECRET = "bench-secret-" + "x" * 40
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
+QUIET_BUSY_PERCENT = 50  # of one core: the most the machine may use before a phase starts
 
 # A benchmark runs as a file (python bench/x.py): its sys.path[0] is bench/, and the package
 # of doubles it shares with the tests (doubles/) is found only from the repository root.
@@ -337,35 +338,43 @@ def summarize_ms(seconds: Sequence[float]) -> dict[str, Any]:
     return summary
 
 
-def wait_for_quiet(
-    threshold: float = 1.2, timeout: float = 120, *, label: str = ""
-) -> dict[str, Any]:
-    """Wait (up to ``timeout`` s) until the 1-minute load average is below ``threshold``.
+def machine_busy_percent(seconds: float = 2.0) -> float:
+    """CPU the whole machine uses over the next ``seconds``, in % of one core."""
+    before, started = busy_cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return 100 * (busy_cpu_seconds() - before) / (time.monotonic() - started)
+
+
+def wait_for_quiet(*, timeout: float = 120, label: str = "") -> dict[str, Any]:
+    """Wait (up to ``timeout`` s) until the machine is quiet: under ``QUIET_BUSY_PERCENT`` of
+    one core busy over 2 s.
 
     Another benchmark may share this small machine: each measured phase starts only once it is
-    quiet, or says that it was not. Returns the wait and the load averages seen, for the JSON.
+    quiet, or says that it was not. The CPU in use now, not the 1-minute load average, which
+    lags a minute behind: right after a phase the machine is idle but its load still high, and
+    a benchmark that has just started barely shows in it. Returns the wait, the busy share and
+    the load averages, for the JSON.
     """
     started = time.monotonic()
-    load = os.getloadavg()
-    while load[0] >= threshold and time.monotonic() - started < timeout:
-        time.sleep(2)
-        load = os.getloadavg()
-    quiet = load[0] < threshold
+    busy = machine_busy_percent()
+    while busy >= QUIET_BUSY_PERCENT and time.monotonic() - started < timeout:
+        busy = machine_busy_percent()
+    quiet = busy < QUIET_BUSY_PERCENT
     waited = round(time.monotonic() - started, 1)
     name = f" before {label}" if label else ""
     if not quiet:
         print(
-            f"  WARNING: 1-minute load still {load[0]:.2f} (>= {threshold}) after {waited:.0f} s"
+            f"  WARNING: machine still {busy:.0f}% busy (of one core) after {waited:.0f} s"
             f" of waiting{name}; measuring anyway",
             flush=True,
         )
-    elif waited >= 2:
-        print(f"  (waited {waited:.0f} s for the 1-minute load to drop below {threshold})")
+    elif waited >= 4:
+        print(f"  (waited {waited:.0f} s for the machine to be quiet{name})")
     return {
         "quiet": quiet,
-        "threshold": threshold,
+        "busy_percent": round(busy, 1),
         "waited_s": waited,
-        "load_at_start": [round(x, 2) for x in load],
+        "load_at_start": load_average(),
     }
 
 

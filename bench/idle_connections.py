@@ -86,9 +86,6 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--skip-baseline", action="store_true", help="only the real web process")
     add_database_url_option(parser)
-    parser.add_argument(
-        "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
-    )
     return parser.parse_args()
 
 
@@ -317,7 +314,7 @@ def measure_server(
     if sum(a["connected"] for a in warmed) < min(WARMUP_CONNECTIONS, len(tokens)):
         raise RuntimeError(f"{name}: warm-up connections failed: {warmed}")
     time.sleep(3)  # the server notices the closed warm-up sockets and forgets them
-    quiet = wait_for_quiet(args.quiet_load, label=name)
+    quiet = wait_for_quiet(label=name)
     load_before = load_average()
     rss_before = rss_kib(server.process.pid)
     clients = open_sockets(name, url, tokens, args, compression, source_net + 1, scratch, log_dir)

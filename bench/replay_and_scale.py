@@ -45,7 +45,6 @@ from harness import (
     Child,
     add_database_url_option,
     budget_rows,
-    busy_cpu_seconds,
     cpu_percent,
     cpu_snapshot,
     free_port,
@@ -59,6 +58,7 @@ from harness import (
     summarize_ms,
     system_env,
     uvicorn_argv,
+    wait_for_quiet,
     write_results,
 )
 from psycopg.conninfo import conninfo_to_dict
@@ -74,7 +74,6 @@ from app.tasks.events import TaskDeleted
 LOG_DIR = RESULTS_DIR / "replay_and_scale-logs"
 OUTBOX_CHANNEL = "outbox_events"  # APP_OUTBOX_CHANNEL's default: what the dispatchers LISTEN to
 MODES = ("postgres", "redis")
-BUSY_LIMIT = 50  # % of one core the machine may use before we start
 UNACCOUNTED_LIMIT = 30  # % of one core used by others during a run before we warn
 REDIS_RATIO_BUDGET = 0.9  # the Redis manager delivers at the Postgres manager's rate
 PG_BACKGROUND = (b"walwriter", b"checkpointer", b"background writer", b"autovacuum")
@@ -125,34 +124,6 @@ def counts(text: str) -> tuple[int, ...]:
 def layout(webs: int, dispatchers: int) -> str:
     """A scale-out run's name in the results and tables: ``2w x 4d``."""
     return f"{webs}w x {dispatchers}d"
-
-
-def machine_busy_percent(seconds: float = 2.0) -> float:
-    """CPU the whole machine uses over the next ``seconds``, in % of one core."""
-    before, started = busy_cpu_seconds(), time.monotonic()
-    time.sleep(seconds)
-    return 100 * (busy_cpu_seconds() - before) / (time.monotonic() - started)
-
-
-def wait_for_quiet_machine(limit: float = 1.0, patience: float = 60) -> dict[str, Any]:
-    """Wait up to ``patience`` s until the 1-minute load average is at most ``limit`` and the
-    machine is mostly idle right now (a benchmark that just started barely shows in the load
-    average yet)."""
-    start = load_average()
-    deadline = time.monotonic() + patience
-    busy = machine_busy_percent()
-    if start[0] > limit or busy > BUSY_LIMIT:
-        print(
-            f"load average {start[0]:.2f}, machine {busy:.0f}% busy: waiting up to"
-            f" {patience:g} s for it to be quiet ...",
-            flush=True,
-        )
-    while (os.getloadavg()[0] > limit or busy > BUSY_LIMIT) and time.monotonic() < deadline:
-        time.sleep(3)
-        busy = machine_busy_percent()
-    if os.getloadavg()[0] > limit or busy > BUSY_LIMIT:
-        print(f"WARNING: still not quiet (machine {busy:.0f}% busy); measuring anyway", flush=True)
-    return {"start": start, "measuring from": load_average(), "busy_percent": round(busy, 1)}
 
 
 def process_ids(matches: Callable[[bytes], bool]) -> list[int]:
@@ -817,9 +788,9 @@ def main() -> int:
     args = parse_args()
     fresh_log_dir(LOG_DIR)
     results = results_header(args, "redis_url")
-    quiet = wait_for_quiet_machine()
-    results["machine_busy_percent_at_start"] = quiet.pop("busy_percent")
-    results["load_average"] = quiet
+    quiet = wait_for_quiet(label="the first phase")
+    results["machine_busy_percent_at_start"] = quiet["busy_percent"]
+    results["load_average"] = {"start": quiet["load_at_start"]}
     with migrated_database(args.database_url, "bench_replay") as database_url:
         asyncio.run(measure(database_url, args, results))
     results["load_average"]["end"] = load_average()

@@ -86,9 +86,6 @@ def parse_args() -> argparse.Namespace:
         help="run the real dispatcher throughout (it drains the outbox while writers write)",
     )
     add_database_url_option(parser)
-    parser.add_argument(
-        "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
-    )
     args = parser.parse_args()
     if args.writers % args.processes:
         parser.error("--writers must be a multiple of --processes")
@@ -327,7 +324,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                 reset(database_url)
                 label = f"{mode}, round {round_index + 1}"
                 print(f"{label} ...", flush=True)
-                quiet = wait_for_quiet(args.quiet_load, label=label)
+                quiet = wait_for_quiet(label=label)
                 load_before = load_average()
                 result = run_phase(workers, mode, args, dbname, others)
                 result |= {
