@@ -4,10 +4,10 @@
 
 One web process (``uvicorn app.main:create_app`` with the Procfile's options) on a scratch
 database with ``--connections`` users (families of four). ``--clients`` client processes open
-one WebSocket each per user (``/socket.io/?EIO=4&transport=websocket``) with a raw client of the
-``websockets`` package that speaks the Engine.IO 4 / Socket.IO 5 handshake itself: it sends the
-CONNECT packet with ``auth: {token}``, needs the server's CONNECT answer (a refusal counts as a
-failure), answers the server's pings, and ignores the events (``sync``, ``presence.changed``).
+one WebSocket each per user (``/socket.io/?EIO=4&transport=websocket``) with the raw client of
+bench/many_sockets.py (the ``websockets`` package speaking the Engine.IO 4 / Socket.IO 5
+handshake itself): it sends the CONNECT packet with ``auth: {token}``, needs the server's
+CONNECT answer (a refusal counts as a failure), and answers the server's pings.
 The web process's RSS (VmRSS) is read after a warm-up (a few hundred connections opened and
 closed, so pools and lazy imports are in place) and once all are connected and have stayed idle
 for ``--hold`` seconds; the clients then report how many are still open, and so does the
@@ -24,21 +24,16 @@ bench/results/idle_connections.json, exits 1 if the budget is missed.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
 import os
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from harness import (
-    JWT_SECRET,
     RESULTS_DIR,
     BudgetRow,
     Child,
@@ -58,10 +53,10 @@ from harness import (
     wait_for_quiet,
     write_results,
 )
+from many_sockets import issue_tokens, open_sockets, seed_users
 
 BUDGET_KIB = 30
 WARMUP_CONNECTIONS = 300
-FAMILY_SIZE = 4
 
 
 def parse_args() -> argparse.Namespace:
@@ -89,195 +84,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-# --- the client process (``idle_connections.py --client URL TOKENS_FILE SOURCE_IP ...``) -----
-
-
-class Socket:
-    """One Engine.IO/Socket.IO connection that stays idle: it only answers pings."""
-
-    def __init__(self) -> None:
-        self.open = False
-        self.deflate = False  # whether the server accepted permessage-deflate
-        self.settled = asyncio.Event()  # set once it is open, or has failed to open
-        self.task: asyncio.Task[None] | None = None
-
-
-async def hold_socket(
-    url: str, token: str, source_ip: str, compression: str | None, socket: Socket
-) -> None:
-    """Connect, authenticate, then answer pings until the connection ends."""
-    from websockets.asyncio.client import connect
-
-    async with connect(
-        url,
-        compression=compression,
-        ping_interval=None,  # Engine.IO has its own heartbeat
-        open_timeout=60,
-        max_size=None,
-        proxy=None,
-        local_addr=(source_ip, 0),
-    ) as ws:
-        opening = await ws.recv()
-        if not isinstance(opening, str) or not opening.startswith("0"):
-            raise RuntimeError(f"no Engine.IO open packet: {opening!r}")
-        await ws.send("40" + json.dumps({"token": token}))
-        while True:
-            message = await ws.recv()
-            if message == "2":
-                await ws.send("3")
-            elif isinstance(message, str) and message.startswith("40"):
-                break
-            elif isinstance(message, str) and message.startswith("44"):
-                raise ConnectionRefusedError(message[2:])
-        socket.open = True
-        socket.deflate = bool(ws.protocol.extensions)
-        socket.settled.set()
-        try:
-            async for message in ws:
-                if message == "2":
-                    await ws.send("3")
-        finally:
-            socket.open = False
-
-
-async def client_main(
-    url: str, tokens: list[str], source_ip: str, concurrency: int, compression: str | None
-) -> None:
-    """Open every socket (``concurrency`` handshakes at a time), print ``connected N failed F``,
-    then answer each stdin line with a JSON count of the sockets still open."""
-    sockets = [Socket() for _ in tokens]
-    failures: list[str] = []
-    gate = asyncio.Semaphore(concurrency)
-    started = time.perf_counter()
-
-    async def run(token: str, socket: Socket) -> None:
-        try:
-            await hold_socket(url, token, source_ip, compression, socket)
-        except Exception as exc:  # a refusal, a reset, a timeout: counted
-            failures.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            socket.settled.set()
-
-    async def open_one(token: str, socket: Socket) -> None:
-        async with gate:
-            socket.task = asyncio.create_task(run(token, socket))
-            await socket.settled.wait()
-
-    await asyncio.gather(*(open_one(t, s) for t, s in zip(tokens, sockets, strict=True)))
-    connected = sum(s.open for s in sockets)
-    took = time.perf_counter() - started
-    deflate = sum(s.deflate for s in sockets)
-    print(json.dumps({"connected": connected, "deflate": deflate, "seconds": took}))
-    sys.stdout.flush()
-    loop = asyncio.get_running_loop()
-    while await loop.run_in_executor(None, sys.stdin.readline):
-        still = sum(s.open for s in sockets)
-        print(json.dumps({"open": still, "failures": failures[:5], "failed": len(failures)}))
-        sys.stdout.flush()
-    for socket in sockets:
-        if socket.task is not None:
-            socket.task.cancel()
-
-
-# --- the bench ---------------------------------------------------------------------------------
-
-
-def seed_users(database_url: str, count: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
-    """``count`` users in families of four: (user id, family id, role)."""
-    families = [uuid.uuid4() for _ in range((count + FAMILY_SIZE - 1) // FAMILY_SIZE)]
-    users = [
-        (uuid.uuid4(), families[i // FAMILY_SIZE], "parent" if i % FAMILY_SIZE == 0 else "child")
-        for i in range(count)
-    ]
-    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY families (id, name) FROM STDIN") as copy:
-            for family_id in families:
-                copy.write_row((family_id, "Bench"))
-        with cur.copy(
-            "COPY users (id, family_id, email, display_name, role, password_hash) FROM STDIN"
-        ) as copy:
-            for user_id, family_id, role in users:
-                copy.write_row((user_id, family_id, f"{user_id}@bench.test", "Bench", role, "x"))
-    return users
-
-
-def issue_tokens(database_url: str, users: list[tuple[uuid.UUID, uuid.UUID, str]]) -> list[str]:
-    """Access tokens as the login endpoint issues them, each in a session of its own."""
-    from app.auth.tokens import issue_token
-    from app.families.models import Role, User
-    from app.settings import Settings
-
-    settings = Settings(environment="test", jwt_secret=JWT_SECRET)
-    sessions = [uuid.uuid4() for _ in users]
-    with (
-        psycopg.connect(database_url) as conn,
-        conn.cursor() as cur,
-        cur.copy("COPY auth_sessions (id, user_id, expires_at) FROM STDIN") as copy,
-    ):
-        for session_id, (user_id, _, _) in zip(sessions, users, strict=True):
-            copy.write_row((session_id, user_id, "infinity"))
-    return [
-        issue_token(User(id=user_id, family_id=family_id, role=Role(role)), session_id, settings)
-        for session_id, (user_id, family_id, role) in zip(sessions, users, strict=True)
-    ]
-
-
-class Clients:
-    """The client processes of one phase."""
-
-    def __init__(self, children: list[Child]) -> None:
-        self.children = children
-
-    def read_all(self) -> list[dict[str, Any]]:
-        answers = []
-        for child in self.children:
-            assert child.process.stdout is not None
-            line = child.process.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{child.name} failed:\n{child.log_tail()}")
-            answers.append(json.loads(line))
-        return answers
-
-    def ask(self) -> list[dict[str, Any]]:
-        for child in self.children:
-            assert child.process.stdin is not None
-            child.process.stdin.write("report\n")
-            child.process.stdin.flush()
-        return self.read_all()
-
-    def stop(self) -> None:
-        for child in self.children:
-            child.stop()
-
-
-def open_sockets(
-    name: str,
-    url: str,
-    tokens: list[str],
-    args: argparse.Namespace,
-    compression: str,
-    source_net: int,
-    scratch: Path,
-    log_dir: Path,
-) -> Clients:
-    """Start the client processes (each from its own loopback source address, so no phase
-    runs out of ephemeral ports) and return once each has opened its share."""
-    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-    share = (len(tokens) + args.clients - 1) // args.clients
-    children = []
-    for index in range(args.clients):
-        mine = tokens[index * share : (index + 1) * share]
-        if not mine:
-            continue
-        token_file = scratch / f"{name}-{index}.tokens"
-        token_file.write_text("\n".join(mine))
-        source_ip = f"127.{source_net}.{index // 250}.{index % 250 + 2}"
-        argv = [sys.executable, __file__, "--client", ws_url, str(token_file), source_ip]
-        argv += [str(args.concurrency), compression]
-        children.append(start_child(f"{name}-client{index}", argv, os.environ, log_dir, pipes=True))
-    return Clients(children)
-
-
 def presence_count(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM presence_sockets").fetchone()
@@ -297,15 +103,10 @@ def measure_server(
     log_dir: Path,
 ) -> dict[str, Any]:
     """Warm the server up, read its RSS, hold ``tokens`` idle sockets, read it again."""
+    options = {"processes": args.clients, "concurrency": args.concurrency}
+    options |= {"compression": compression, "scratch": scratch, "log_dir": log_dir}
     warm = open_sockets(
-        f"{name}-warmup",
-        url,
-        tokens[:WARMUP_CONNECTIONS],
-        args,
-        compression,
-        source_net,
-        scratch,
-        log_dir,
+        f"{name}-warmup", url, tokens[:WARMUP_CONNECTIONS], source_net=source_net, **options
     )
     try:
         warmed = warm.read_all()
@@ -317,7 +118,7 @@ def measure_server(
     quiet = wait_for_quiet(label=name)
     load_before = load_average()
     rss_before = rss_kib(server.process.pid)
-    clients = open_sockets(name, url, tokens, args, compression, source_net + 1, scratch, log_dir)
+    clients = open_sockets(name, url, tokens, source_net=source_net + 1, **options)
     try:
         opened = clients.read_all()
         connected = sum(a["connected"] for a in opened)
@@ -494,17 +295,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        url, token_file, source_ip, concurrency, compression = sys.argv[2:7]
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
-                client_main(
-                    url,
-                    Path(token_file).read_text().split("\n"),
-                    source_ip,
-                    int(concurrency),
-                    None if compression == "none" else compression,
-                )
-            )
-        sys.exit(0)
     run_main(main)
