@@ -184,6 +184,10 @@ class Presence:
         # The truth for this node's own sockets: what a heartbeat restores if this node's rows
         # were reaped while it was stalled.
         self._sockets: dict[str, tuple[uuid.UUID, uuid.UUID]] = {}
+        # Closed sockets whose rows could not be removed (the database or the pool failed the
+        # disconnect handler): each heartbeat tries again, or their users would show as online
+        # for as long as this node lives.
+        self._unremoved: dict[str, tuple[uuid.UUID, uuid.UUID]] = {}
         self._heartbeat: asyncio.Future[None] | None = None
         self._beaten = False
 
@@ -204,17 +208,14 @@ class Presence:
         known = self._sockets.pop(sid, None)
         if known is None:
             return
-        user_id, family_id = known
         try:
-            async with self._sessionmaker() as session, session.begin():
-                await session.execute(_LOCK_USER, {"user_id": user_id})
-                removed = await session.scalar(
-                    _REMOVE_SOCKET, {"sid": sid, "node_id": self.node_id}
-                )
-                if removed is not None and not await self._is_live(session, user_id):
-                    await self._announce(user_id, family_id, online=False)
+            await self._remove_socket(sid, *known)
         except Exception:
-            logger.exception("removing a socket's presence failed", extra={"sid": sid})
+            self._unremoved[sid] = known
+            logger.exception(
+                "removing a socket's presence failed; the next heartbeat tries again",
+                extra={"sid": sid},
+            )
 
     async def snapshot(self, family_id: uuid.UUID) -> PresenceSnapshot:
         """Who in the family has a live socket now, on any web process."""
@@ -245,6 +246,13 @@ class Presence:
             if added is not None and not was_live:
                 # The socket itself needs no news of its own arrival.
                 await self._announce(user_id, family_id, online=True, skip_sid=sid)
+
+    async def _remove_socket(self, sid: str, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(_LOCK_USER, {"user_id": user_id})
+            removed = await session.scalar(_REMOVE_SOCKET, {"sid": sid, "node_id": self.node_id})
+            if removed is not None and not await self._is_live(session, user_id):
+                await self._announce(user_id, family_id, online=False)
 
     async def _is_live(self, session: AsyncSession, user_id: uuid.UUID) -> bool:
         return bool(await session.scalar(_USER_IS_LIVE, {"user_id": user_id}))
@@ -281,7 +289,8 @@ class Presence:
             await asyncio.sleep(self._heartbeat_seconds)
 
     async def beat(self) -> None:
-        """Push this node's expiry forward; re-record its sockets if it had been reaped."""
+        """Push this node's expiry forward; re-record its sockets if it had been reaped, and
+        remove those of its closed sockets whose removal failed."""
         async with self._sessionmaker() as session, session.begin():
             was_live = await session.scalar(_NODE_WAS_LIVE, {"node_id": self.node_id})
             await session.execute(
@@ -296,6 +305,9 @@ class Presence:
             )
             for sid, (user_id, family_id) in list(self._sockets.items()):
                 await self._add_socket(sid, user_id, family_id)
+        for sid, (user_id, family_id) in list(self._unremoved.items()):
+            await self._remove_socket(sid, user_id, family_id)
+            del self._unremoved[sid]
 
     async def reap_stale_nodes(self) -> None:
         """Remove the sockets of nodes whose heartbeat expired, announcing who went offline."""

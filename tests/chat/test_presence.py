@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.realtime.presence import users_with_visible_app
+from app.realtime.presence import PRESENCE_LOCK_NAMESPACE, users_with_visible_app
 from doubles.socket_clients import DEADLINE_SECONDS, SocketRecorder
 from tests.harness import ManagedProcess, Member, add_member, connected, signup, web_process
 
@@ -165,3 +165,48 @@ async def test_sockets_of_a_crashed_process_go_offline(
         survivor.stop()
         if doomed is not None:
             doomed.stop()
+
+
+async def test_a_socket_whose_removal_failed_is_removed_at_the_next_heartbeat(
+    database_url: str, log_dir: Path
+) -> None:
+    # The fault: the disconnect handler's transaction dies (here: its backend is terminated
+    # while it waits for the user's lock), as it does when thousands of sockets close at once
+    # and the removals time out waiting for the pool. The node lives on and heartbeats.
+    fast = {"APP_PRESENCE_HEARTBEAT_SECONDS": "0.5", "APP_PRESENCE_STALE_SECONDS": "3"}
+    proc, url = await asyncio.to_thread(web_process, database_url, log_dir, **fast)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            parent = await signup(api, "Ada")
+            kid = await add_member(api, parent, "Kim", "child")
+        observer = await connected(url, parent)
+        kim = await connected(url, kid)
+        await saw(observer, (kid.id, True))
+        lock = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+        async with await psycopg.AsyncConnection.connect(database_url) as holder:
+            await holder.execute(lock, (PRESENCE_LOCK_NAMESPACE, kid.id))
+            await kim.disconnect()
+            waiting = await wait_for_lock_waiter(database_url)
+            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+                await c.execute("SELECT pg_terminate_backend(%s)", (waiting,))
+            await holder.rollback()
+        await saw(observer, (kid.id, False))
+        assert await socket_rows(database_url, kid) == 0
+        await observer.disconnect()
+    finally:
+        proc.stop()
+
+
+async def wait_for_lock_waiter(database_url: str) -> int:
+    """The pid of the backend waiting for an advisory lock (the disconnect handler's)."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+    )
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while (row := await (await conn.execute(query)).fetchone()) is None:
+            assert time.monotonic() < deadline, "the disconnect never waited for the lock"
+            await asyncio.sleep(0.05)  # poll interval
+    pid: int = row[0]
+    return pid
