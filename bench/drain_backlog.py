@@ -13,7 +13,8 @@ stream, which must receive that stream's events.
             of the batch (same size as the dispatcher's) + ``UPDATE status = 'delivered'``, no
             emits. Run with the dispatcher's session settings (synchronous_commit=off; this is
             the baseline of the verdict) and, for reference, with the server default (on).
-- system:   the real dispatcher, ``python -m dispatcher`` with default settings.
+- system:   the real dispatcher, ``python -m dispatcher`` with default settings; how many
+            claims it made and their mean size come from its outbox_batch_size histogram.
 - pgqueuer: pgqueuer (``pip install -e '.[bench]'``) draining the same events as jobs, one job
             per (event, stream); the handler builds the same envelope and emits it through a
             write-only app.realtime.pg_manager.PostgresManager (one NOTIFY per emit: a pgqueuer
@@ -422,7 +423,9 @@ def run_system(phase: Phase, events: int) -> dict[str, Any]:
     (phase.log_dir / "dispatcher.log").unlink(missing_ok=True)
     spawned = time.time()
     argv = [sys.executable, "-m", "dispatcher"]
-    dispatcher = start_child("dispatcher", argv, system_env(phase.database_url), phase.log_dir)
+    metrics_port = free_port()
+    env = system_env(phase.database_url, DISPATCHER_METRICS_PORT=str(metrics_port))
+    dispatcher = start_child("dispatcher", argv, env, phase.log_dir)
     try:
         dispatcher.wait_for_log("dispatcher worker started", timeout=60)
         watched = phase.children | {"dispatcher": dispatcher}
@@ -442,6 +445,7 @@ def run_system(phase: Phase, events: int) -> dict[str, Any]:
                 " count(*) FILTER (WHERE status = 'dead'), sum(attempts),"
                 " extract(epoch FROM max(delivered_at))::float8 FROM outbox_events"
             ).fetchone()
+        batches = claimed_batches(f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         dispatcher.stop()
     assert row is not None
@@ -451,10 +455,29 @@ def run_system(phase: Phase, events: int) -> dict[str, Any]:
         "drained": delivered,
         "dead": dead,
         "claims_over_events": round(int(attempts) / events, 3),
+        "batches": batches,
         "seconds": last_delivered - ready,
         "startup_seconds": ready - spawned,
         "cpu_percent_of_one_core": with_other_processes(cpu_percent(before, after)),
     }
+
+
+def claimed_batches(metrics_url: str) -> dict[str, Any]:
+    """The dispatcher's claims, from its outbox_batch_size histogram: how many, their mean
+    size, and how many took at most each bucket's rows."""
+    text = httpx.get(metrics_url, timeout=10).text
+    count = total = 0.0
+    buckets: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == "outbox_batch_size_count":
+            count = float(value)
+        elif name == "outbox_batch_size_sum":
+            total = float(value)
+        elif name.startswith('outbox_batch_size_bucket{le="'):
+            buckets[name.split('"')[1]] = int(float(value))
+    mean = round(total / count, 1) if count else None
+    return {"claims": int(count), "mean_rows": mean, "at_most": buckets}
 
 
 def check_receipts(recorder: Child, stream_events: list[int], timeout: float) -> dict[str, Any]:
@@ -618,6 +641,12 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
         )
     for key in order:
         r = results["phases"][key]
+        if "batches" in r:
+            batches = r["batches"]
+            print(
+                f"    {key}: {batches['claims']:,} claims of {batches['mean_rows']} rows on"
+                f" average; each event claimed {r['claims_over_events']} times"
+            )
         if "first_stream_receipts" in r:
             receipts = r["first_stream_receipts"]
             print(
