@@ -10,24 +10,26 @@ throughout, with one Socket.IO client (bench/peers.py record, another process) o
 stream, which must receive that stream's events.
 
 - bare:     a bare psycopg loop, one transaction per batch: ``SELECT … FOR UPDATE SKIP LOCKED``
-            of the batch (same size as the dispatcher's) + ``UPDATE status = 'delivered'``, no
+            of the batch (the size of the dispatcher's claims in a backlog: its
+            max_batch_size, which its claims grow to) + ``UPDATE status = 'delivered'``, no
             emits. Run with the dispatcher's session settings (synchronous_commit=off; this is
             the baseline of the verdict) and, for reference, with the server default (on).
 - system:   the real dispatcher, ``python -m dispatcher`` with default settings; how many
             claims it made and their mean size come from its outbox_batch_size histogram.
-- pgqueuer: pgqueuer (``pip install -e '.[bench]'``) draining the same events as jobs, one job
-            per (event, stream); the handler builds the same envelope and emits it through a
-            write-only app.realtime.pg_manager.PostgresManager (one NOTIFY per emit: a pgqueuer
-            handler sees one job, so there is no batch to bundle). pgqueuer's batch size is the
-            dispatcher's, its connection has the dispatcher's synchronous_commit=off, and it
-            runs as ``pgq run`` would: asyncpg driver, uvloop (``--pgqueuer-driver psycopg``
-            for its psycopg driver). Its in-flight jobs are capped (``--pgqueuer-max-concurrent``,
-            default twice the batch, the least pgqueuer accepts): uncapped, its drain mode starts
-            a task for every job it can dequeue, tens of thousands wait on the one publishing
-            connection, and emits that wait longer than PostgresManager's 2 s publish bound fail
-            (pgqueuer deletes such a job and logs it through a NullHandler, so nothing shows).
-            The phase counts pgqueuer_log's statuses and the jobs left: a job that failed or
-            was not run makes the phase incomplete, and its budget row fails.
+- pgqueuer: pgqueuer (``pip install -e '.[bench]'``) draining the same events as jobs, one job per
+            (event, stream); the handler builds the same envelope and emits it through a write-only
+            app.realtime.pg_manager.PostgresManager (one NOTIFY per emit: a pgqueuer handler sees
+            one job, so there is no batch to bundle). pgqueuer's batch size is the dispatcher's
+            batch_size (with twice as many jobs in flight, larger batches lose jobs to the 2 s bound
+            below), its connection has the dispatcher's synchronous_commit=off, and it runs as ``pgq
+            run`` would: asyncpg driver, uvloop (``--pgqueuer-driver psycopg`` for its psycopg
+            driver). Its in-flight jobs are capped (``--pgqueuer-max-concurrent``, default twice the
+            batch, the least pgqueuer accepts): uncapped, its drain mode starts a task for every job
+            it can dequeue, tens of thousands wait on the one publishing connection, and emits that
+            wait longer than PostgresManager's 2 s publish bound fail (pgqueuer deletes such a job
+            and logs it through a NullHandler, so nothing shows). The phase counts pgqueuer_log's
+            statuses and the jobs left: a job that failed or was not run makes the phase incomplete,
+            and its budget row fails.
 
 Each rate is events / (runner ready -> last row finished): process start-up is shown apart.
 Prints a table, writes bench/results/drain_backlog.json, exits 1 if a budget is missed.
@@ -83,6 +85,10 @@ from dispatcher.settings import DispatcherSettings
 
 ENTRYPOINT = "outbox_event"
 DISPATCHER_BATCH = DispatcherSettings.model_fields["batch_size"].default
+# In a backlog the dispatcher's claims grow to this: the bare loop claims as many.
+DISPATCHER_MAX_BATCH = max(
+    DISPATCHER_BATCH, DispatcherSettings.model_fields["max_batch_size"].default
+)
 PHASES = {
     "bare": "bare loop, synchronous_commit=off (as the dispatcher)",
     "system": "system: python -m dispatcher",
@@ -574,7 +580,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                 else:
                     sync = "on" if key == "bare_sync_on" else "off"
                     argv = [sys.executable, __file__, "--runner", "bare"]
-                    argv += [str(DISPATCHER_BATCH), sync]
+                    argv += [str(DISPATCHER_MAX_BATCH), sync]
                     result = run_baseline_child(phase, key, argv)
                 result["events_per_s"] = round(result["drained"] / result["seconds"], 1)
                 result["seconds"] = round(result["seconds"], 3)
@@ -626,7 +632,11 @@ def incomplete(result: dict[str, Any], events: int) -> list[str]:
 def report(results: dict[str, Any], events: int) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     print(f"\nDraining a {events:,}-event backlog, {cores} cores")
-    print(f"  code under test: {results['source']}; batch size {DISPATCHER_BATCH}")
+    print(
+        f"  code under test: {results['source']}; batches: the dispatcher's claims"
+        f" {DISPATCHER_BATCH} growing to {DISPATCHER_MAX_BATCH}, the bare loop's"
+        f" {DISPATCHER_MAX_BATCH}, pgqueuer's {DISPATCHER_BATCH}"
+    )
     header = f"  {'runner':<52}{'events/s':>10}{'seconds':>9}{'start-up':>9}"
     print(header + "  1-min load before/after, others' CPU meanwhile")
     order = [k for k in ("bare", "bare_sync_on", "pgqueuer", "system") if k in results["phases"]]
