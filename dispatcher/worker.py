@@ -239,12 +239,7 @@ class Worker:
             # Emits become NOTIFYs of this very transaction with the Postgres manager: the
             # rows are marked delivered exactly when the Socket.IO tier gets them.
             async with self._publishing(conn):
-                for event_id in finished:
-                    event = by_id[event_id]
-                    for stream, seq in event.recipients:
-                        await self.manager.emit(
-                            event.type, event.envelope(stream, seq), room=stream
-                        )
+                await self._emit([by_id[event_id] for event_id in finished])
             if self.push_channel is not None and finished:
                 # Web Push is queued with the handoff, all or nothing; the push sender sends
                 # it apart, so a slow push service never holds up this loop.
@@ -273,6 +268,21 @@ class Worker:
                 extra={"event_ids": sorted(lost)},
             )
         return len(waiting)
+
+    async def _emit(self, events: list[OutboxEventRow]) -> None:
+        """Emit each event's envelope to each of its streams, in order."""
+        if isinstance(self.manager, PostgresManager):
+            # Inside publishing_in: the envelopes go into the bundle as JSON text, serialised
+            # once (the payload once per event), with the message emit would have built.
+            for event in events:
+                payload_json = event.payload_json()
+                for stream, seq in event.recipients:
+                    envelope = event.envelope_json(stream, seq, payload_json)
+                    self.manager.emit_encoded(event.type, envelope, room=stream)
+            return
+        for event in events:
+            for stream, seq in event.recipients:
+                await self.manager.emit(event.type, event.envelope(stream, seq), room=stream)
 
     @asynccontextmanager
     async def _publishing(self, conn: AsyncConnection[Any]) -> AsyncIterator[None]:
