@@ -10,17 +10,26 @@ throughout, with one Socket.IO client (bench/peers.py record, another process) o
 stream, which must receive that stream's events.
 
 - bare:     a bare psycopg loop, one transaction per batch: ``SELECT … FOR UPDATE SKIP LOCKED``
-            of the batch (same size as the dispatcher's) + ``UPDATE status = 'delivered'``, no
+            of the batch (the size of the dispatcher's claims in a backlog: its
+            max_batch_size, which its claims grow to) + ``UPDATE status = 'delivered'``, no
             emits. Run with the dispatcher's session settings (synchronous_commit=off; this is
             the baseline of the verdict) and, for reference, with the server default (on).
-- system:   the real dispatcher, ``python -m dispatcher`` with default settings.
-- pgqueuer: pgqueuer (``pip install -e '.[bench]'``) draining the same events as jobs, one job
-            per (event, stream); the handler builds the same envelope and emits it through a
-            write-only app.realtime.pg_manager.PostgresManager (one NOTIFY per emit: a pgqueuer
-            handler sees one job, so there is no batch to bundle). pgqueuer's batch size is the
-            dispatcher's, its connection has the dispatcher's synchronous_commit=off, and it
-            runs as ``pgq run`` would: asyncpg driver, uvloop (``--pgqueuer-driver psycopg``
-            for its psycopg driver).
+- system:   the real dispatcher, ``python -m dispatcher`` with default settings; how many
+            claims it made and their mean size come from its outbox_batch_size histogram.
+- pgqueuer: pgqueuer (``pip install -e '.[bench]'``) draining the same events as jobs, one job per
+            (event, stream); the handler builds the same envelope and emits it through a write-only
+            app.realtime.pg_manager.PostgresManager (one NOTIFY per emit: a pgqueuer handler sees
+            one job, so there is no batch to bundle). pgqueuer's batch size is the dispatcher's
+            batch_size (with twice as many jobs in flight, larger batches lose jobs to the 2 s bound
+            below), its connection has the dispatcher's synchronous_commit=off, and it runs as ``pgq
+            run`` would: asyncpg driver, uvloop (``--pgqueuer-driver psycopg`` for its psycopg
+            driver). Its in-flight jobs are capped (``--pgqueuer-max-concurrent``, default twice the
+            batch, the least pgqueuer accepts): uncapped, its drain mode starts a task for every job
+            it can dequeue, tens of thousands wait on the one publishing connection, and emits that
+            wait longer than PostgresManager's 2 s publish bound fail (pgqueuer deletes such a job
+            and logs it through a NullHandler, so nothing shows). The phase counts pgqueuer_log's
+            statuses and the jobs left: a job that failed or was not run makes the phase incomplete,
+            and its budget row fails.
 
 Each rate is events / (runner ready -> last row finished): process start-up is shown apart.
 Prints a table, writes bench/results/drain_backlog.json, exits 1 if a budget is missed.
@@ -76,6 +85,10 @@ from dispatcher.settings import DispatcherSettings
 
 ENTRYPOINT = "outbox_event"
 DISPATCHER_BATCH = DispatcherSettings.model_fields["batch_size"].default
+# In a backlog the dispatcher's claims grow to this: the bare loop claims as many.
+DISPATCHER_MAX_BATCH = max(
+    DISPATCHER_BATCH, DispatcherSettings.model_fields["max_batch_size"].default
+)
 PHASES = {
     "bare": "bare loop, synchronous_commit=off (as the dispatcher)",
     "system": "system: python -m dispatcher",
@@ -138,8 +151,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--pgqueuer-max-concurrent",
         type=int,
-        default=0,
-        help="pgqueuer's max_concurrent_tasks (0: its default, unlimited)",
+        default=2 * DISPATCHER_BATCH,
+        help="pgqueuer's max_concurrent_tasks (0: unlimited, its default; at least twice the"
+        " batch otherwise)",
     )
     parser.add_argument(
         "--pgqueuer-driver",
@@ -332,8 +346,12 @@ async def run_pgqueuer(
     finished = time.time()
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         left = await (await conn.execute("SELECT count(*) FROM pgqueuer")).fetchone()
+        # How each job ended (its handler's exceptions are logged to a NullHandler only).
+        cur = await conn.execute("SELECT status::text, count(*) FROM pgqueuer_log GROUP BY 1")
+        statuses = dict(await cur.fetchall())
     result = {"ready": ready, "finished": finished, "drained": emitted}
-    print(json.dumps(result | {"jobs_left": left[0] if left else None}), flush=True)
+    result |= {"jobs_left": left[0] if left else None, "job_statuses": statuses}
+    print(json.dumps(result), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     await manager.aclose()
     await close()
@@ -411,7 +429,9 @@ def run_system(phase: Phase, events: int) -> dict[str, Any]:
     (phase.log_dir / "dispatcher.log").unlink(missing_ok=True)
     spawned = time.time()
     argv = [sys.executable, "-m", "dispatcher"]
-    dispatcher = start_child("dispatcher", argv, system_env(phase.database_url), phase.log_dir)
+    metrics_port = free_port()
+    env = system_env(phase.database_url, DISPATCHER_METRICS_PORT=str(metrics_port))
+    dispatcher = start_child("dispatcher", argv, env, phase.log_dir)
     try:
         dispatcher.wait_for_log("dispatcher worker started", timeout=60)
         watched = phase.children | {"dispatcher": dispatcher}
@@ -431,6 +451,7 @@ def run_system(phase: Phase, events: int) -> dict[str, Any]:
                 " count(*) FILTER (WHERE status = 'dead'), sum(attempts),"
                 " extract(epoch FROM max(delivered_at))::float8 FROM outbox_events"
             ).fetchone()
+        batches = claimed_batches(f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         dispatcher.stop()
     assert row is not None
@@ -440,10 +461,29 @@ def run_system(phase: Phase, events: int) -> dict[str, Any]:
         "drained": delivered,
         "dead": dead,
         "claims_over_events": round(int(attempts) / events, 3),
+        "batches": batches,
         "seconds": last_delivered - ready,
         "startup_seconds": ready - spawned,
         "cpu_percent_of_one_core": with_other_processes(cpu_percent(before, after)),
     }
+
+
+def claimed_batches(metrics_url: str) -> dict[str, Any]:
+    """The dispatcher's claims, from its outbox_batch_size histogram: how many, their mean
+    size, and how many took at most each bucket's rows."""
+    text = httpx.get(metrics_url, timeout=10).text
+    count = total = 0.0
+    buckets: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == "outbox_batch_size_count":
+            count = float(value)
+        elif name == "outbox_batch_size_sum":
+            total = float(value)
+        elif name.startswith('outbox_batch_size_bucket{le="'):
+            buckets[name.split('"')[1]] = int(float(value))
+    mean = round(total / count, 1) if count else None
+    return {"claims": int(count), "mean_rows": mean, "at_most": buckets}
 
 
 def check_receipts(recorder: Child, stream_events: list[int], timeout: float) -> dict[str, Any]:
@@ -540,13 +580,14 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                 else:
                     sync = "on" if key == "bare_sync_on" else "off"
                     argv = [sys.executable, __file__, "--runner", "bare"]
-                    argv += [str(DISPATCHER_BATCH), sync]
+                    argv += [str(DISPATCHER_MAX_BATCH), sync]
                     result = run_baseline_child(phase, key, argv)
                 result["events_per_s"] = round(result["drained"] / result["seconds"], 1)
                 result["seconds"] = round(result["seconds"], 3)
                 result["startup_seconds"] = round(result["startup_seconds"], 3)
                 if key in {"system", "pgqueuer"}:
                     result["first_stream_receipts"] = check_receipts(recorder, stream_events, 30)
+                result["incomplete"] = incomplete(result, args.events)
                 result |= {
                     "title": title,
                     "quiet": quiet,
@@ -559,7 +600,30 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                     f" {result['seconds']:.2f} s; load {load_before} -> {result['load_after']})",
                     flush=True,
                 )
+                if result["incomplete"]:
+                    print(f"  INCOMPLETE: {'; '.join(result['incomplete'])}", flush=True)
     return results
+
+
+def incomplete(result: dict[str, Any], events: int) -> list[str]:
+    """What a phase left undone: every event delivered once, none dead, failed or left."""
+    problems = []
+    if result["drained"] != events:
+        problems.append(f"{result['drained']} of {events} events delivered")
+    if result.get("dead"):
+        problems.append(f"{result['dead']} events dead")
+    if result.get("jobs_left"):
+        problems.append(f"{result['jobs_left']} jobs left in the queue")
+    # pgqueuer_log has a row per status change: queued, picked, then how the job ended.
+    ended = {
+        k: v for k, v in result.get("job_statuses", {}).items() if k not in {"queued", "picked"}
+    }
+    if ended and ended != {"successful": events}:
+        problems.append(f"how the jobs ended: {ended}")
+    receipts = result.get("first_stream_receipts")
+    if receipts and receipts["missing"]:
+        problems.append(f"the first stream's socket missed {receipts['missing']} events")
+    return problems
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -568,7 +632,11 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
 def report(results: dict[str, Any], events: int) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     print(f"\nDraining a {events:,}-event backlog, {cores} cores")
-    print(f"  code under test: {results['source']}; batch size {DISPATCHER_BATCH}")
+    print(
+        f"  code under test: {results['source']}; batches: the dispatcher's claims"
+        f" {DISPATCHER_BATCH} growing to {DISPATCHER_MAX_BATCH}, the bare loop's"
+        f" {DISPATCHER_MAX_BATCH}, pgqueuer's {DISPATCHER_BATCH}"
+    )
     header = f"  {'runner':<52}{'events/s':>10}{'seconds':>9}{'start-up':>9}"
     print(header + "  1-min load before/after, others' CPU meanwhile")
     order = [k for k in ("bare", "bare_sync_on", "pgqueuer", "system") if k in results["phases"]]
@@ -583,6 +651,12 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
         )
     for key in order:
         r = results["phases"][key]
+        if "batches" in r:
+            batches = r["batches"]
+            print(
+                f"    {key}: {batches['claims']:,} claims of {batches['mean_rows']} rows on"
+                f" average; each event claimed {r['claims_over_events']} times"
+            )
         if "first_stream_receipts" in r:
             receipts = r["first_stream_receipts"]
             print(
@@ -598,11 +672,7 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
         print("Budget: not judged (the system phase was not run)")
         return verdicts
     system = phases["system"]
-    complete = (
-        system["drained"] == events
-        and system["dead"] == 0
-        and system["first_stream_receipts"]["missing"] == 0
-    )
+    complete = not system["incomplete"]
     verdicts["system_delivered_everything"] = complete
     print("Budget:")
     rows = []
@@ -615,12 +685,16 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
             continue
         ratio = system["events_per_s"] / phases[key]["events_per_s"]
         verdicts[f"ratio_vs_{key}"] = round(ratio, 3)
-        verdicts[f"vs_{key}_ok"] = ok = ratio >= budget and complete
+        # A baseline that did not drain everything measured something else: no verdict passes.
+        baseline_complete = not phases[key]["incomplete"]
+        verdicts[f"{key}_drained_everything"] = baseline_complete
+        verdicts[f"vs_{key}_ok"] = ok = ratio >= budget and complete and baseline_complete
         rows.append(
             BudgetRow(
                 what=f"drain of a {events:,}-event backlog, vs {name.strip()}",
                 measured=f"{system['events_per_s']:,.0f} events/s",
-                baseline=f"{phases[key]['title']}: {phases[key]['events_per_s']:,.0f} events/s",
+                baseline=f"{phases[key]['title']}: {phases[key]['events_per_s']:,.0f} events/s"
+                + ("" if baseline_complete else f" (INCOMPLETE: {phases[key]['drained']:,})"),
                 ratio=round(ratio, 3),
                 budget=f">= {budget} x, nothing lost",
                 passed=ok,
@@ -631,6 +705,8 @@ def report(results: dict[str, Any], events: int) -> dict[str, Any]:
             f"{phases[key]['events_per_s']:,.0f} = {ratio:.3f} (budget >= {budget})"
             f"  {'PASS' if ok else 'FAIL'}"
         )
+        if not baseline_complete:
+            print(f"  the {key} baseline did not drain everything (see the JSON): FAIL")
     if not complete:
         print("  the system did not deliver every event (see the JSON): FAIL")
     results["rows"] = budget_rows(*rows)
@@ -648,7 +724,8 @@ def main() -> int:
     write_results(results, RESULTS_DIR / "drain_backlog.json", log_dir)
     budget = results["budget"]
     judged = [v for k, v in budget.items() if k.endswith("_ok")]
-    return 0 if all(judged) and budget.get("system_delivered_everything", True) else 1
+    drained = all(not phase["incomplete"] for phase in results["phases"].values())
+    return 0 if all(judged) and drained else 1
 
 
 if __name__ == "__main__":

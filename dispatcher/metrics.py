@@ -18,7 +18,9 @@ COMMIT_TO_EMIT = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 BATCH_SIZE = Histogram(
-    "outbox_batch_size", "Rows per claimed batch.", buckets=(1, 5, 10, 25, 50, 100, 200, 500)
+    "outbox_batch_size",
+    "Rows per claimed batch.",
+    buckets=(1, 5, 10, 25, 50, 100, 200, 500, 1000, 2000, 5000),
 )
 LISTENER_UP = Gauge("outbox_listener_up", "1 while the LISTEN connection is up.")
 

@@ -15,7 +15,11 @@ class DispatcherSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DISPATCHER_", env_file=".env", extra="ignore")
 
+    # Rows per claim when the outbox is shallow. While claims come back full (a backlog), each
+    # takes twice the last, up to max_batch_size (or batch_size, if larger); a claim that comes
+    # back short halves the size again, down to batch_size.
     batch_size: int = Field(default=200, ge=1, le=5000)
+    max_batch_size: int = Field(default=1000, ge=1, le=5000)
     # A lost NOTIFY costs at most one poll interval.
     poll_interval_seconds: float = Field(default=0.5, gt=0)
     # How long a claim stays fenced; a crashed dispatcher's rows are reclaimed after it.

@@ -61,6 +61,20 @@ def held_back(
     return waiting
 
 
+def adapt_claim_size(asked: int, got: int, settings: DispatcherSettings) -> int:
+    """The next claim's size after one that asked for ``asked`` rows and got ``got``.
+
+    A full claim means a backlog: the next asks for twice as many (fewer round trips and
+    commits per event), up to ``max_batch_size``. A short one means the backlog is drained:
+    halve, down to ``batch_size``, so a shallow outbox is claimed in small batches again.
+    """
+    floor = settings.batch_size
+    ceiling = max(settings.max_batch_size, floor)
+    if got >= asked:
+        return min(asked * 2, ceiling)
+    return max(asked // 2, floor)
+
+
 class Worker:
     """Drains the outbox until stopped; any number of workers may run against one database."""
 
@@ -83,6 +97,8 @@ class Worker:
         # Set when Web Push is on: finished events queue their pushes, waking this channel.
         self.push_channel = push_channel
         self.stopping = asyncio.Event()
+        # Rows the next claim asks for: grows while claims come back full (adapt_claim_size).
+        self.claim_size = settings.batch_size
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from ``run``."""
@@ -94,6 +110,7 @@ class Worker:
         while not self.stopping.is_set():
             # Cleared before the claim, so a NOTIFY that lands during it is not lost.
             self.wake.clear()
+            asked = self.claim_size
             try:
                 handled = await self.drain_once()
             except asyncio.CancelledError:
@@ -101,7 +118,7 @@ class Worker:
             except Exception:
                 logger.exception("drain failed; retrying after the poll interval")
                 handled = 0
-            if handled < self.settings.batch_size:
+            if handled < asked:
                 await self._wait_for_work()
         logger.info("dispatcher worker stopped", extra={"owner": self.liveness.owner})
 
@@ -111,10 +128,13 @@ class Worker:
             await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval_seconds)
 
     async def drain_once(self) -> int:
-        """Claim and handle one batch; return how many rows it held."""
+        """Claim and handle one batch; return how many rows it held (as many as it asked for
+        when some were held back: other streams' rows may be claimable right now)."""
         token = uuid.uuid4()
-        batch = await self._claim(token)
+        asked = self.claim_size
+        batch = await self._claim(token, asked)
         if not batch:
+            self.claim_size = adapt_claim_size(asked, 0, self.settings)
             return 0
         metrics.BATCH_SIZE.observe(len(batch))
         try:
@@ -125,16 +145,18 @@ class Worker:
             await self._release([e.id for e in batch], token)
             raise
         if held_back_count:
-            # The held rows wait a moment; other streams' rows may be claimable right now.
-            return self.settings.batch_size
+            # The held rows wait a moment (the claim size stays: their streams are contended,
+            # a larger claim would only hold back more).
+            return asked
+        self.claim_size = adapt_claim_size(asked, len(batch), self.settings)
         return len(batch)
 
-    async def _claim(self, token: uuid.UUID) -> list[OutboxEventRow]:
+    async def _claim(self, token: uuid.UUID, limit: int) -> list[OutboxEventRow]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 queries.CLAIM_BATCH,
                 {
-                    "limit": self.settings.batch_size,
+                    "limit": limit,
                     "owner": self.liveness.owner,
                     "token": token,
                     "lease_seconds": self.settings.lease_seconds,
@@ -217,12 +239,7 @@ class Worker:
             # Emits become NOTIFYs of this very transaction with the Postgres manager: the
             # rows are marked delivered exactly when the Socket.IO tier gets them.
             async with self._publishing(conn):
-                for event_id in finished:
-                    event = by_id[event_id]
-                    for stream, seq in event.recipients:
-                        await self.manager.emit(
-                            event.type, event.envelope(stream, seq), room=stream
-                        )
+                await self._emit([by_id[event_id] for event_id in finished])
             if self.push_channel is not None and finished:
                 # Web Push is queued with the handoff, all or nothing; the push sender sends
                 # it apart, so a slow push service never holds up this loop.
@@ -251,6 +268,21 @@ class Worker:
                 extra={"event_ids": sorted(lost)},
             )
         return len(waiting)
+
+    async def _emit(self, events: list[OutboxEventRow]) -> None:
+        """Emit each event's envelope to each of its streams, in order."""
+        if isinstance(self.manager, PostgresManager):
+            # Inside publishing_in: the envelopes go into the bundle as JSON text, serialised
+            # once (the payload once per event), with the message emit would have built.
+            for event in events:
+                payload_json = event.payload_json()
+                for stream, seq in event.recipients:
+                    envelope = event.envelope_json(stream, seq, payload_json)
+                    self.manager.emit_encoded(event.type, envelope, room=stream)
+            return
+        for event in events:
+            for stream, seq in event.recipients:
+                await self.manager.emit(event.type, event.envelope(stream, seq), room=stream)
 
     @asynccontextmanager
     async def _publishing(self, conn: AsyncConnection[Any]) -> AsyncIterator[None]:

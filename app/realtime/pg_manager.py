@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,11 +30,21 @@ MAX_PAYLOAD_BYTES = 8000
 CHUNK_BODY_CHARS = 7900
 
 
-def encode_bundle(messages: list[Message], *, chunk_chars: int = CHUNK_BODY_CHARS) -> list[str]:
+# ensure_ascii makes characters and bytes the same count, so slicing a bundle's JSON can
+# neither split a UTF-8 sequence nor overshoot the byte limit.
+_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
+class EncodedMessage(str):
+    """A message already serialised as JSON, compact and ASCII only (``emit_encoded``)."""
+
+
+def encode_bundle(
+    messages: Sequence[Message | EncodedMessage], *, chunk_chars: int = CHUNK_BODY_CHARS
+) -> list[str]:
     """Serialise `messages` once and cut the JSON into headed NOTIFY payloads."""
-    # ensure_ascii makes characters and bytes the same count, so slicing the string
-    # can neither split a UTF-8 sequence nor overshoot the byte limit.
-    body = json.dumps(messages, ensure_ascii=True, separators=(",", ":"))
+    # The same text as one json.dumps of the list: its items joined by "," in brackets.
+    body = "[" + ",".join(m if isinstance(m, str) else _JSON.encode(m) for m in messages) + "]"
     parts = [body[start : start + chunk_chars] for start in range(0, len(body), chunk_chars)]
     # A fresh id per bundle also keeps Postgres from folding identical notifications
     # sent in one transaction into one.
@@ -124,7 +134,7 @@ class BundleAssembler:
 @dataclass
 class _TransactionBuffer:
     owner: PostgresManager
-    messages: list[Message] = field(default_factory=list)
+    messages: list[Message | EncodedMessage] = field(default_factory=list)
     closed: bool = False
 
 
@@ -173,6 +183,32 @@ class PostgresManager(AsyncPubSubManager):
         # Reached on normal exit only: an exception in the block sends nothing.
         if buffer.messages:
             await notify(conn, self.channel, encode_bundle(buffer.messages))
+
+    def emit_encoded(self, event: str, data_json: str, *, room: str) -> None:
+        """Inside ``publishing_in``: what ``emit(event, data, room=room)`` would publish, with
+        ``data`` given as its JSON text (compact, ASCII only).
+
+        The message is the one python-socketio's ``emit`` builds for one argument, no callback,
+        the default namespace, ``binary`` false, so a web process handles it the same and its
+        clients get the same packets; but nothing walks ``data`` looking for bytes (JSON text
+        has none) or serialises it again. The in-process half of ``emit`` is skipped: a
+        write-only manager, the one ``publishing_in`` takes, has no sockets of its own.
+        """
+        buffer = _transaction_buffer.get()
+        if buffer is None or buffer.owner is not self or buffer.closed:
+            raise RuntimeError("emit_encoded needs an open publishing_in block")
+        head = _JSON.encode({"method": "emit", "event": event})
+        tail = _JSON.encode(
+            {
+                "binary": False,
+                "namespace": "/",
+                "room": room,
+                "skip_sid": None,
+                "callback": None,
+                "host_id": self.host_id,
+            }
+        )
+        buffer.messages.append(EncodedMessage(f'{head[:-1]},"data":[{data_json}],{tail[1:]}'))
 
     async def aclose(self) -> None:
         """Close the publishing connection, if one is open."""

@@ -117,7 +117,9 @@ async def test_a_dispatcher_stopped_inside_its_transaction_is_cut_off(
     for child in children:
         await commit_events(database_url, child.id, child.family_id, total)
     env = {
+        # Claims of 5 rows that do not grow: the dispatchers stay busy long enough to be caught.
         "DISPATCHER_BATCH_SIZE": "5",
+        "DISPATCHER_MAX_BATCH_SIZE": "5",
         "DISPATCHER_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS": "2",
         "DISPATCHER_STALLED_TRANSACTION_SECONDS": "3",
     }

@@ -1,4 +1,5 @@
-"""The dispatcher's pure rules: which claimed events wait for an earlier one, and retry delays."""
+"""The dispatcher's pure rules: which claimed events wait for an earlier one, retry delays, and
+how large the next claim is."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from app.outbox.envelope import OutboxEventRow
 from dispatcher import claims
 from dispatcher.claims import retry_delay
-from dispatcher.worker import held_back
+from dispatcher.settings import DispatcherSettings
+from dispatcher.worker import adapt_claim_size, held_back
 
 
 def event(event_id: int, *recipients: tuple[str, int]) -> OutboxEventRow:
@@ -85,3 +87,21 @@ def test_retry_delays_are_jittered_within_their_bounds() -> None:
     assert all(2.0 <= delay <= 4.0 for delay in delays)
     # Rows that failed together do not retry in lockstep.
     assert len(set(delays)) > 100
+
+
+def test_claims_grow_while_they_come_back_full_and_shrink_when_not() -> None:
+    settings = DispatcherSettings(batch_size=200, max_batch_size=1000)
+    sizes = [200]
+    for _ in range(4):
+        sizes.append(adapt_claim_size(sizes[-1], sizes[-1], settings))
+    assert sizes == [200, 400, 800, 1000, 1000]
+    assert adapt_claim_size(1000, 999, settings) == 500
+    assert adapt_claim_size(500, 0, settings) == 250
+    assert adapt_claim_size(250, 3, settings) == 200
+    assert adapt_claim_size(200, 3, settings) == 200
+
+
+def test_a_batch_size_above_the_maximum_is_kept_as_it_is() -> None:
+    settings = DispatcherSettings(batch_size=2000, max_batch_size=1000)
+    assert adapt_claim_size(2000, 2000, settings) == 2000
+    assert adapt_claim_size(2000, 10, settings) == 2000

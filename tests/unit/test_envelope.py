@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
 
 from app.outbox.envelope import OutboxEventRow
 
@@ -69,3 +72,27 @@ def test_each_stream_gets_its_own_seq_and_the_same_id() -> None:
         ("evt_42", "user:a", 7),
         ("evt_42", "user:b", 3),
     ]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"family_id": None},
+        {
+            "created_at": datetime(
+                2026, 3, 1, 13, 30, 5, 999999, tzinfo=timezone(timedelta(hours=1))
+            )
+        },
+        {"payload": {"title": "Aufräumen ✓ 🧹", "nested": {"a": [1, 2.5, None, True]}, "q": '"'}},
+        {"payload": {}},
+    ],
+)
+def test_the_envelope_as_json_is_the_envelope_serialised(changes: dict[str, object]) -> None:
+    event = OutboxEventRow.from_row(row(**changes))
+    for stream, seq in event.recipients:
+        text = event.envelope_json(stream, seq, event.payload_json())
+        # The very text the bundle would have held for the dict: same keys, order, escapes.
+        assert text == json.dumps(
+            event.envelope(stream, seq), ensure_ascii=True, separators=(",", ":")
+        )
