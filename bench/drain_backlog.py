@@ -161,9 +161,6 @@ def parse_args() -> argparse.Namespace:
         default="asyncpg",
         help="pgqueuer's database driver (asyncpg: what `pgq run` picks when installed)",
     )
-    parser.add_argument(
-        "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
-    )
     return parser.parse_args()
 
 
@@ -568,7 +565,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                     settle(conn, tables)
                     print(f"  enqueued {jobs} jobs in {time.perf_counter() - started:.1f} s")
                 flush_recorder(recorder)
-                quiet = wait_for_quiet(args.quiet_load, label=title)
+                quiet = wait_for_quiet(label=title)
                 load_before = load_average()
                 if key == "system":
                     result = run_system(phase, args.events)
