@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import events as auth_events
@@ -66,15 +66,19 @@ async def start_session(session: AsyncSession, user: User, settings: Settings) -
     return _tokens(user, row, settings)
 
 
+# Every authenticated request runs it: built once, not per request (building it and its cache
+# key cost more Python than running it, docs/profiles.md).
+_SESSION_USER = (
+    select(User, AuthSession.revoked_at)
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .where(User.id == bindparam("user_id"), AuthSession.id == bindparam("session_id"))
+)
+
+
 async def session_user(session: AsyncSession, claims: TokenClaims) -> User:
     """The user of a verified access token, if the user and the token's session still stand."""
-    found = (
-        await session.execute(
-            select(User, AuthSession.revoked_at)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
-        )
-    ).one_or_none()
+    params = {"user_id": claims.user_id, "session_id": claims.session_id}
+    found = (await session.execute(_SESSION_USER, params)).one_or_none()
     if found is None:
         raise Unauthorized("the token's user or session no longer exists")
     user, revoked_at = found
