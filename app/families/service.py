@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -129,6 +129,13 @@ async def list_members(
     return await family_rows_oldest_first(session, User, family_id=family_id, page=page)
 
 
+# Every task creation and reassignment runs it: built once (as SQLAlchemy builds ``in_()`` of
+# a list, an expanding parameter), not per request.
+_MEMBERS_BY_ID = select(User).where(
+    User.family_id == bindparam("family_id"), User.id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def family_members_by_id(
     *, session: AsyncSession, family_id: uuid.UUID, user_ids: list[uuid.UUID]
 ) -> list[User]:
@@ -136,9 +143,8 @@ async def family_members_by_id(
     wanted = set(user_ids)
     if not wanted:
         return []
-    found = list(
-        await session.scalars(select(User).where(User.family_id == family_id, User.id.in_(wanted)))
-    )
+    params = {"family_id": family_id, "ids": list(wanted)}
+    found = list(await session.scalars(_MEMBERS_BY_ID, params))
     if len(found) != len(wanted):
         missing = sorted(str(i) for i in wanted - {u.id for u in found})
         raise NotFound("some users are not members of this family", details={"userIds": missing})
