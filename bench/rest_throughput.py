@@ -179,6 +179,17 @@ def reset(database_url: str) -> None:
         conn.execute("CHECKPOINT")
 
 
+def sessions_started(database_url: str) -> int:
+    """Connections made to the scratch database so far (``pg_stat_database.sessions``): a pool
+    that closes and reopens connections under load shows here."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def start_profile(web: Child, args: argparse.Namespace, log_dir: Path) -> Child:
     """py-spy recording the web process for the measured window (collapsed stacks)."""
     py_spy = Path(sys.executable).with_name("py-spy")
@@ -188,6 +199,7 @@ def start_profile(web: Child, args: argparse.Namespace, log_dir: Path) -> Child:
 
 
 def run_phase(
+    database_url: str,
     server: str,
     url: str,
     drivers: list[Child],
@@ -207,8 +219,10 @@ def run_phase(
     time.sleep(max(0.0, start_at + args.warmup - time.time()))
     spy = start_profile(servers[server], args, log_dir) if profile else None
     before = cpu_snapshot_with_server(children, dbname)
+    sessions_before = sessions_started(database_url)
     time.sleep(max(0.0, start_at + args.warmup + args.seconds - time.time()))
     after = cpu_snapshot_with_server(children, dbname)
+    sessions = sessions_started(database_url) - sessions_before - 1  # less our own
     latencies: list[float] = []
     errors, first_error = 0, None
     for driver in drivers:
@@ -233,6 +247,7 @@ def run_phase(
         "errors": errors,
         "first_error": first_error,
         "requests_per_s": round(len(latencies) / args.seconds, 1),
+        "connections_opened": sessions,
         "latency_ms": summarize_ms(latencies),
         "cpu_percent_of_one_core": with_other_processes(cpu),
     }
@@ -280,7 +295,9 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                 print(f"{label} ...", flush=True)
                 quiet = wait_for_quiet(args.quiet_load, label=label)
                 load_before = load_average()
-                result = run_phase(server, urls[server], drivers, servers, args, dbname, log_dir)
+                result = run_phase(
+                    database_url, server, urls[server], drivers, servers, args, dbname, log_dir
+                )
                 result |= {
                     "server": server,
                     "round": round_index + 1,
@@ -293,6 +310,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                 print(
                     f"  {result['requests_per_s']:>8,.1f} req/s  p50 {latency.get('p50')} ms"
                     f"  p99 {latency.get('p99')} ms  errors {result['errors']}"
+                    f"  connections opened {result['connections_opened']}"
                     f"  load {load_before} -> {result['load_after']}",
                     flush=True,
                 )
@@ -305,7 +323,15 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
             print("app, profiled with py-spy (not counted) ...", flush=True)
             wait_for_quiet(args.quiet_load, label="the profiled phase")
             profiled = run_phase(
-                "app", urls["app"], drivers, servers, args, dbname, log_dir, profile=True
+                database_url,
+                "app",
+                urls["app"],
+                drivers,
+                servers,
+                args,
+                dbname,
+                log_dir,
+                profile=True,
             )
             print(f"  {profiled['requests_per_s']:>8,.1f} req/s while profiled", flush=True)
         for driver in drivers:
