@@ -27,10 +27,14 @@ def sqlalchemy_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
-def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine on psycopg 3 whose pooled connections are checked before use."""
+def create_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    """An async engine on psycopg 3 whose pooled connections are checked before use: up to
+    ``pool_size`` kept open once made, ``max_overflow`` more closed as soon as they are back."""
     return create_async_engine(
-        sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True
+        sqlalchemy_url(database_url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
     )
 
 

@@ -127,7 +127,10 @@ def create_app(settings: Settings | None = None) -> socketio.ASGIApp:
     settings = settings or get_settings()
     gc.set_threshold(GC_FIRST_GENERATION_THRESHOLD, 10, 10)  # the older generations: default
     # Creating an engine connects nothing; the REST API and the socket handlers share its pool.
-    engine = create_engine(settings.database_url)
+    # At most 20 connections, as before (10 + 10 overflow), but all kept once opened: an
+    # overflow connection was closed on its return and another opened moments later, 20 a
+    # second under 16 concurrent REST writers (bench/rest_throughput.py, docs/profiles.md).
+    engine = create_engine(settings.database_url, pool_size=20, max_overflow=0)
     channel = settings.outbox_channel if settings.outbox_notify else None
     sessionmaker = create_sessionmaker(engine, info=notify_channel_info(channel))
     # The composition root: each domain with client events registers them on the server.
