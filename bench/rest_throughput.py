@@ -6,15 +6,16 @@
 Two servers on a scratch migrated database, each uvicorn with the Procfile's options
 (``harness.uvicorn_argv``): the real web process (``app.main:create_app``), and the bare
 baseline (``bench/bare_rest.py``: Starlette, an async psycopg pool and exactly the SQL the real
-request runs, in one transaction, answering the same JSON). ``--families`` families sign up over
-the real API (``family_api.sign_up_family``, one child each). Then ``--clients`` concurrent
-httpx clients, split over ``--drivers`` driver processes of their own (so the load generator's
-CPU is measured, not guessed), POST task creations back to back (``POST
+request runs, in one transaction, answering the same JSON). ``--families`` families are made
+through the app's services (``family_api.create_families``: a parent and a child each). Then
+``--clients`` concurrent httpx clients, split over ``--drivers`` driver processes of their own
+(so the load generator's CPU is measured, not guessed), POST task creations back to back (``POST
 /v1/families/{id}/tasks`` with a title and the child as assignee, as ``family_api.write_tasks``
 does), client i as the parent of family i mod ``--families``, for ``--seconds`` after a
 ``--warmup``. The two servers take turns, ABBA over ``--rounds`` rounds; before each phase the
-written tables are emptied, vacuumed and checkpointed and the machine is let settle. Nothing
-drains the outbox (no dispatcher: the NOTIFYs go unheard, as the write path does not wait).
+written tables are emptied, vacuumed and checkpointed, and the machine is let settle
+(``harness.wait_for_quiet``). Nothing drains the outbox (no dispatcher: the NOTIFYs go unheard,
+as the write path does not wait).
 
 Reports requests/s (201s answered inside the window), p50/p99 latency, CPU by process, and
 the server's CPU milliseconds per request (the figure other load on the machine disturbs
@@ -41,7 +42,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from family_api import Member, sign_up_family
+from family_api import Member, create_families
 from harness import (
     RESULTS_DIR,
     BudgetRow,
@@ -88,9 +89,6 @@ def parse_args() -> argparse.Namespace:
         help="py-spy the real web process in an extra phase, to PATH",
     )
     add_database_url_option(parser)
-    parser.add_argument(
-        "--quiet-load", type=float, default=1.2, help="1-min load to wait for before a phase"
-    )
     args = parser.parse_args()
     if args.clients % args.drivers:
         parser.error("--clients must be a multiple of --drivers")
@@ -162,13 +160,6 @@ async def post_tasks(
 
 
 # --- the bench ---------------------------------------------------------------------------------
-
-
-async def sign_up(url: str, families: int) -> list[tuple[Member, list[str]]]:
-    """``families`` families over the real API: each parent, and its child's id."""
-    async with httpx.AsyncClient(base_url=url, timeout=30) as api:
-        signed = [await sign_up_family(api, 1) for _ in range(families)]
-    return [(parent, [kid.id for kid in kids]) for parent, kids in signed]
 
 
 def reset(database_url: str) -> None:
@@ -270,7 +261,8 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
             urls[server] = f"http://127.0.0.1:{port}"
             child.wait_for_http(f"{urls[server]}/healthz")
             servers[server] = child
-        members = asyncio.run(sign_up(urls["app"], args.families))
+        families = asyncio.run(create_families(database_url, args.families, 2))
+        members = [(parent, [kid.id for kid in kids]) for parent, *kids in families]
         per_driver = args.clients // args.drivers
         drivers = []
         for index in range(args.drivers):
@@ -293,7 +285,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
                 reset(database_url)
                 label = f"{server}, round {round_index + 1}"
                 print(f"{label} ...", flush=True)
-                quiet = wait_for_quiet(args.quiet_load, label=label)
+                quiet = wait_for_quiet(label=label)
                 load_before = load_average()
                 result = run_phase(
                     database_url, server, urls[server], drivers, servers, args, dbname, log_dir
@@ -321,7 +313,7 @@ def measure(database_url: str, args: argparse.Namespace, log_dir: Path) -> dict[
             # py-spy takes CPU from the machine's two cores: its phase is not one of the above.
             reset(database_url)
             print("app, profiled with py-spy (not counted) ...", flush=True)
-            wait_for_quiet(args.quiet_load, label="the profiled phase")
+            wait_for_quiet(label="the profiled phase")
             profiled = run_phase(
                 database_url,
                 "app",
@@ -381,7 +373,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         print(f"    {server} CPU in % of one core: {text}")
         summary[server]["cpu_percent_of_one_core"] = mean_cpu
     if any(not p["quiet"]["quiet"] for p in phases):
-        print("  ! = the 1-minute load was still above the threshold when that phase began")
+        print("  ! = the machine was still busy when that phase began")
     errors = sum(p["errors"] for p in phases)
     ratio = means["app"] / means["bare"] if means["bare"] else 0.0
     ok = ratio >= BUDGET_RATIO and errors == 0
