@@ -5,7 +5,7 @@
 Runs the benchmarks one after another (each waits for a quiet machine before each phase, as it
 does alone), collects the budget rows each writes into its JSON, and writes them with the
 machine, its load and the code under test to bench/results/latest.json; then regenerates
-docs/benchmarks.md and its plots (docs/benchmarks/*.png) from that file. Takes about 25 minutes
+docs/benchmarks.md and its plots (docs/benchmarks/*.png) from that file. Takes about 16 minutes
 on 2 cores. Exits 1 if a budget is missed or a benchmark fails to run.
 """
 
