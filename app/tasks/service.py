@@ -60,29 +60,17 @@ async def create_task(
     # creation in the web process's profile, docs/profiles.md): the same rows, the same round
     # trips. The task returned is not attached to the session: it is what was written, for
     # the event and the answer.
-    task = Task(
-        id=uuid.uuid4(),
-        family_id=family_id,
-        title=data.title,
-        description=data.description,
-        karma_reward=data.karma_reward,
-        due_at=data.due_at,
-        created_by=actor.id,
-        assignees=assignees,
-    )
-    written = await session.execute(
-        insert(_TASKS)
-        .values(
-            id=task.id,
-            family_id=family_id,
-            title=task.title,
-            description=task.description,
-            karma_reward=task.karma_reward,
-            due_at=task.due_at,
-            created_by=task.created_by,
-        )
-        .returning(_TASKS.c.created_at)
-    )
+    values = {
+        "id": uuid.uuid4(),
+        "family_id": family_id,
+        "title": data.title,
+        "description": data.description,
+        "karma_reward": data.karma_reward,
+        "due_at": data.due_at,
+        "created_by": actor.id,
+    }
+    task = Task(**values, assignees=assignees)
+    written = await session.execute(insert(_TASKS).values(**values).returning(_TASKS.c.created_at))
     task.created_at = written.scalar_one()
     if assignees:
         await session.execute(
