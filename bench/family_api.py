@@ -8,7 +8,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,9 +112,11 @@ async def write_tasks(
     count: int,
     rate: float | None,
     writers: int,
+    after_each: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[dict[str, float], float]:
     """POST ``count`` tasks from ``writers`` concurrent writers, the i-th not before i/rate s,
-    assigned to the assignees in turn.
+    assigned to the assignees in turn; each writer awaits ``after_each(task_id)`` (if given)
+    after each 201 before its next POST.
 
     Returns time.time() at each task's 201 response by task id, and the elapsed seconds.
     """
@@ -133,7 +135,10 @@ async def write_tasks(
             arrived = time.time()
             if response.status_code != 201:
                 raise RuntimeError(f"POST task: {response.status_code} {response.text[:300]}")
-            responded[response.json()["id"]] = arrived
+            task_id = response.json()["id"]
+            responded[task_id] = arrived
+            if after_each is not None:
+                await after_each(task_id)
 
     await asyncio.gather(*(writer() for _ in range(writers)))
     return responded, time.perf_counter() - started

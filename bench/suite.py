@@ -136,7 +136,7 @@ def run_step(step: Step, database_url: str) -> dict[str, Any]:
         outcome["rows"] = results.get("rows", [])
         if step.name == "commit_to_client":
             outcome["cdf_ms"] = {
-                mode: results[f"push_{mode}"]["sequential"]["receipt_minus_response_ms"]["cdf"]
+                mode: results[f"push_{mode}"]["one_at_a_time"]["receipt_minus_response_ms"]["cdf"]
                 for mode in ("off", "on")
                 if f"push_{mode}" in results
             }
@@ -178,7 +178,7 @@ def write_plots(latest: dict[str, Any]) -> list[str]:
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("REST 201 response -> socket receipt, ms (log scale)")
         ax.set_ylabel("percentile")
-        ax.set_title("Commit -> client latency, one writer, sequential")
+        ax.set_title("Commit -> client latency, one event at a time")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()

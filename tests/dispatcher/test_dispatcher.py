@@ -155,6 +155,39 @@ async def test_polling_alone_delivers_when_notify_is_off(
     assert await asyncio.to_thread(outbox_statuses, database_url) == {"delivered": 5}
 
 
+async def test_a_batch_waits_for_an_earlier_event_in_flight_elsewhere(
+    api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
+) -> None:
+    parent = await signup(api, "Ada")
+    kim = await add_member(api, parent, "Kim", "child")
+    lou = await add_member(api, parent, "Lou", "child")
+    kim_socket, lou_socket = SocketRecorder(web, kim.token), SocketRecorder(web, lou.token)
+    await kim_socket.connect()
+    await lou_socket.connect()
+    await commit_events(database_url, kim.id, kim.family_id, 2, notify=False)
+    await commit_events(database_url, lou.id, lou.family_id, 1, notify=False)
+    # Kim's first event is in flight on another dispatcher for three more seconds.
+    await run_sql(
+        database_url,
+        "UPDATE outbox_events SET claimed_by = 'elsewhere', claim_token = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '3 seconds', attempts = 1"
+        " WHERE id = (SELECT min(id) FROM outbox_events)",
+    )
+    dispatcher = await asyncio.to_thread(dispatcher_process, database_url, log_dir)
+    # One batch claims Kim's second event and Lou's: Lou's goes out; Kim's must not overtake
+    # her first (it is marked delivered with the batch, then that mark is taken back).
+    await lou_socket.wait_until(lambda events: len(events) == 1)
+    assert await asyncio.to_thread(outbox_statuses, database_url) == {
+        "delivered": 1,
+        "pending": 2,
+    }
+    assert kim_socket.envelopes() == []
+    # The lease runs out; both of Kim's go out, in order.
+    await kim_socket.wait_until(lambda events: len(events) == 2, 20)
+    assert [envelope["seq"] for envelope in kim_socket.envelopes()] == [1, 2]
+    dispatcher.stop()
+
+
 async def test_poison_event_dies_without_blocking_others_and_replay_delivers_it(
     api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
 ) -> None:
