@@ -6,12 +6,13 @@ A: NOTIFY -> LISTEN between two psycopg connections. B: a bare Socket.IO server 
 subprocess) echoing a client in another process. The system: the real ``web`` and ``dispatcher``
 processes; tasks POSTed over REST for a child whose Socket.IO client runs in another process
 (bench/peers.py record), first one at a time (each POSTed once the last one's event has
-arrived: the p50), then paced at --rate by --writers (the p99). It runs twice, with Web Push off and configured (``--push``): configured
-means VAPID keys, the child's device subscribed to the loopback push service (a process of its
-own: bench/peers.py push-service) and the child's app reported hidden, so that every event also
-queues a push and the push sender sends it, as in a deployment. Both runs are held to the same
-budget. All in a scratch database, dropped at the end. Prints a table, writes
-bench/results/commit_to_client.json, and exits 1 if a budget is missed.
+arrived: the p50), then paced at --rate by --writers (the p99). It runs twice, with Web Push off
+and configured (``--push``): configured means VAPID keys, the child's device subscribed to the
+loopback push service (a process of its own: bench/peers.py push-service) and the child's app
+reported hidden, so that every event also queues a push and the push sender sends it, as in a
+deployment. Both runs are held to the same budget. All in a scratch database, dropped at the
+end. Prints a table, writes bench/results/commit_to_client.json, and exits 1 if a budget is
+missed.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +76,15 @@ def adapt_claim_size(asked: int, got: int, settings: DispatcherSettings) -> int:
     return max(asked // 2, floor)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Rows claimed under ``token`` by a claim that asked for ``asked`` of them, in id order."""
+
+    token: uuid.UUID
+    asked: int
+    batch: list[OutboxEventRow]
+
+
 class Worker:
     """Drains the outbox until stopped; any number of workers may run against one database."""
 
@@ -99,6 +109,8 @@ class Worker:
         self.stopping = asyncio.Event()
         # Rows the next claim asks for: grows while claims come back full (adapt_claim_size).
         self.claim_size = settings.batch_size
+        # In a backlog, the next batch's claim, made while the batch in hand is delivered.
+        self._next_claim: asyncio.Task[Claim] | None = None
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from ``run``."""
@@ -120,6 +132,7 @@ class Worker:
                 handled = 0
             if handled < asked:
                 await self._wait_for_work()
+        await self._release_next_claim()
         logger.info("dispatcher worker stopped", extra={"owner": self.liveness.owner})
 
     async def _wait_for_work(self) -> None:
@@ -130,13 +143,23 @@ class Worker:
     async def drain_once(self) -> int:
         """Claim and handle one batch; return how many rows it held (as many as it asked for
         when some were held back: other streams' rows may be claimable right now)."""
-        token = uuid.uuid4()
-        asked = self.claim_size
-        batch = await self._claim(token, asked)
+        if self._next_claim is not None:
+            claim, prefetched = await self._take_next_claim(), True
+        else:
+            claim, prefetched = await self._claim(uuid.uuid4(), self.claim_size), False
+        asked, batch, token = claim.asked, claim.batch, claim.token
         if not batch:
             self.claim_size = adapt_claim_size(asked, 0, self.settings)
-            return 0
+            # A claim made before the loop last cleared its wake-up may have missed rows
+            # whose NOTIFY came since: look again at once rather than wait for the next one.
+            return asked if prefetched else 0
         metrics.BATCH_SIZE.observe(len(batch))
+        if len(batch) >= asked and not self.stopping.is_set():
+            # A backlog: the next claim runs while this batch is delivered, so Postgres and
+            # this process each work while the other would wait. It cannot take this batch's
+            # rows (they are leased), and each delivery still checks what is in flight before it.
+            size = adapt_claim_size(asked, len(batch), self.settings)
+            self._next_claim = asyncio.create_task(self._claim(uuid.uuid4(), size))
         try:
             held_back_count = await self._handle(batch, token)
         except BaseException:
@@ -144,14 +167,29 @@ class Worker:
             # shutdown) go straight back to the queue instead of waiting out their lease.
             await self._release([e.id for e in batch], token)
             raise
-        if held_back_count:
+        if held_back_count or prefetched:
             # The held rows wait a moment (the claim size stays: their streams are contended,
             # a larger claim would only hold back more).
             return asked
         self.claim_size = adapt_claim_size(asked, len(batch), self.settings)
         return len(batch)
 
-    async def _claim(self, token: uuid.UUID, limit: int) -> list[OutboxEventRow]:
+    async def _take_next_claim(self) -> Claim:
+        assert self._next_claim is not None
+        task, self._next_claim = self._next_claim, None
+        claim = await task
+        self.claim_size = claim.asked
+        return claim
+
+    async def _release_next_claim(self) -> None:
+        """On the way out: hand back the rows of a claim made for a batch that never came."""
+        if self._next_claim is None:
+            return
+        claim = await self._take_next_claim()
+        if claim.batch:
+            await self._release([e.id for e in claim.batch], claim.token)
+
+    async def _claim(self, token: uuid.UUID, limit: int) -> Claim:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 queries.CLAIM_BATCH,
@@ -163,7 +201,8 @@ class Worker:
                 },
             )
             rows = await cur.fetchall()
-        return sorted((OutboxEventRow.from_row(row) for row in rows), key=lambda e: e.id)
+        batch = sorted((OutboxEventRow.from_row(row) for row in rows), key=lambda e: e.id)
+        return Claim(token=token, asked=limit, batch=batch)
 
     async def _handle(self, batch: list[OutboxEventRow], token: uuid.UUID) -> int:
         """Deliver what can be, record failures; return how many rows were held back."""

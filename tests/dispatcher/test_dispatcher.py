@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,10 @@ async def test_polling_alone_delivers_when_notify_is_off(
 
 
 async def test_a_batch_waits_for_an_earlier_event_in_flight_elsewhere(
-    api: httpx.AsyncClient, web: str, database_url: str, log_dir: Path
+    api: httpx.AsyncClient,
+    web: str,
+    database_url: str,
+    start_dispatcher: Callable[..., ManagedProcess],
 ) -> None:
     parent = await signup(api, "Ada")
     kim = await add_member(api, parent, "Kim", "child")
@@ -173,7 +177,7 @@ async def test_a_batch_waits_for_an_earlier_event_in_flight_elsewhere(
         " lease_expires_at = now() + interval '3 seconds', attempts = 1"
         " WHERE id = (SELECT min(id) FROM outbox_events)",
     )
-    dispatcher = await asyncio.to_thread(dispatcher_process, database_url, log_dir)
+    await asyncio.to_thread(start_dispatcher)
     # One batch claims Kim's second event and Lou's: Lou's goes out; Kim's must not overtake
     # her first (it is marked delivered with the batch, then that mark is taken back).
     await lou_socket.wait_until(lambda events: len(events) == 1)
@@ -185,7 +189,6 @@ async def test_a_batch_waits_for_an_earlier_event_in_flight_elsewhere(
     # The lease runs out; both of Kim's go out, in order.
     await kim_socket.wait_until(lambda events: len(events) == 2, 20)
     assert [envelope["seq"] for envelope in kim_socket.envelopes()] == [1, 2]
-    dispatcher.stop()
 
 
 async def test_poison_event_dies_without_blocking_others_and_replay_delivers_it(
