@@ -122,14 +122,15 @@ SELECT stream, max(seq) FROM outbox_recipients GROUP BY stream
 """
 # What a pgqueuer job carries: the event row and the one stream it goes to.
 JOB_ROWS = """
-SELECT e.id, e.type, e.version, e.payload, e.family_id, e.created_at, r.stream, r.seq
+SELECT e.id, e.type, e.version, e.payload::text, e.family_id, e.created_at, r.stream, r.seq
 FROM outbox_events AS e JOIN outbox_recipients AS r ON r.event_id = e.id
 ORDER BY e.id
 """
 
 # Baseline (a): claim a batch with SKIP LOCKED and mark it delivered, one transaction per batch.
+# The payload comes as text, as the dispatcher's claim takes it (no jsonb decoding).
 BARE_CLAIM = """
-SELECT id, type, version, payload, family_id, created_at FROM outbox_events
+SELECT id, type, version, payload::text, family_id, created_at FROM outbox_events
 WHERE status = 'pending' ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """
 BARE_MARK = """
@@ -325,7 +326,7 @@ async def run_pgqueuer(
             id=event["id"],
             type=event["type"],
             version=event["version"],
-            payload=event["payload"],
+            payload_text=event["payload"],
             family_id=uuid.UUID(event["family_id"]) if event["family_id"] else None,
             created_at=datetime.fromisoformat(event["created_at"]),
             attempts=job.attempts,

@@ -60,7 +60,9 @@ class OutboxEventRow:
     id: int
     type: str
     version: int
-    payload: dict[str, Any]
+    # The payload as Postgres prints the jsonb (valid JSON; spaces after separators, any
+    # character unescaped): the dispatcher passes it on without decoding it.
+    payload_text: str
     family_id: uuid.UUID | None
     created_at: datetime
     attempts: int
@@ -68,17 +70,23 @@ class OutboxEventRow:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> OutboxEventRow:
-        event_id, type_, version, payload, family_id, created_at, attempts, recipients = row
+        event_id, type_, version, payload_text, family_id, created_at, attempts, recipients = row
         return cls(
             id=event_id,
             type=type_,
             version=version,
-            payload=payload,
+            payload_text=payload_text,
             family_id=family_id,
             created_at=created_at,
             attempts=attempts,
             recipients=[(stream, int(seq)) for stream, seq in recipients or []],
         )
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload, decoded."""
+        payload: dict[str, Any] = json.loads(self.payload_text)
+        return payload
 
     def envelope(self, stream: str, seq: int) -> dict[str, Any]:
         """The envelope as sent on ``stream``, where this event has number ``seq``."""
@@ -96,12 +104,15 @@ class OutboxEventRow:
         return envelope.model_dump(mode="json", by_alias=True)
 
     def payload_json(self) -> str:
-        """The payload as JSON text (compact, ASCII only), for ``envelope_json``."""
+        """The payload as JSON text, ASCII only, for ``envelope_json``: Postgres's text as it
+        is when it is ASCII (most payloads: no decoding, no encoding), else encoded again."""
+        if self.payload_text.isascii():
+            return self.payload_text
         return _JSON.encode(self.payload)
 
     def envelope_json(self, stream: str, seq: int, payload_json: str) -> str:
-        """``envelope(stream, seq)`` as JSON text (compact, ASCII only, the same keys in the same
-        order), built without the model: the dispatcher's hot path. ``payload_json`` is
+        """``envelope(stream, seq)`` as JSON text (ASCII only, the same keys in the same order),
+        built without the model: the dispatcher's hot path. ``payload_json`` is
         ``payload_json()``, serialised once for all of the event's streams."""
         head = _JSON.encode(
             {

@@ -83,7 +83,7 @@ FROM (SELECT coalesce((SELECT last_seq FROM stream_sequences WHERE stream = %(st
           AS last_seq) AS h
 LEFT JOIN LATERAL (
     SELECT r.seq, e.status, e.id, e.type, e.version,
-           CASE WHEN e.status = 'delivered' THEN e.payload END AS payload,
+           CASE WHEN e.status = 'delivered' THEN e.payload::text END AS payload,
            e.family_id, e.created_at, e.attempts
     FROM outbox_recipients AS r JOIN outbox_events AS e ON e.id = r.event_id
     WHERE r.stream = %(stream)s AND r.seq > %(after)s
@@ -118,7 +118,7 @@ SET claimed_by = %(owner)s,
     attempts = e.attempts + 1
 FROM claimable
 WHERE e.id = claimable.id
-RETURNING e.id, e.type, e.version, e.payload, e.family_id, e.created_at, e.attempts,
+RETURNING e.id, e.type, e.version, e.payload::text, e.family_id, e.created_at, e.attempts,
     (SELECT jsonb_agg(jsonb_build_array(r.stream, r.seq) ORDER BY r.stream)
      FROM outbox_recipients AS r WHERE r.event_id = e.id) AS recipients
 """

@@ -282,9 +282,20 @@ class PostgresManager(AsyncPubSubManager):
         ):
             for message in assembler.add(payload):
                 if message.get("method") == "emit" and message.get("host_id") != self.host_id:
-                    self._deliver_soon(message)
+                    if self.reaches_a_socket_here(message):
+                        self._deliver_soon(message)
                 else:
                     yield message
+
+    def reaches_a_socket_here(self, message: Message) -> bool:
+        """Whether a remote emit may reach a socket of this process: not when it is addressed
+        to one room no socket here is in. Every web process hears every emit, and most name a
+        user or chat with no socket here (more so with more web processes, or while a backlog
+        of offline users' events drains): those are dropped before any task or lookup."""
+        room = message.get("room")
+        if not isinstance(room, str):  # everyone, or a list of rooms
+            return True
+        return room in self.rooms.get(message.get("namespace") or "/", {})
 
     def channel_connected(self) -> None:
         """Called whenever LISTEN is (again) in place; emits sent before may have been lost."""

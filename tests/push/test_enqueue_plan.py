@@ -39,7 +39,7 @@ def karma_award(event_id: int) -> OutboxEventRow:
         id=event_id,
         type="karma.awarded",
         version=1,
-        payload=payload,
+        payload_text=json.dumps(payload),
         family_id=uuid.uuid4(),
         created_at=datetime.now(UTC),
         attempts=1,

@@ -20,7 +20,7 @@ def event(event_id: int, *recipients: tuple[str, int]) -> OutboxEventRow:
         id=event_id,
         type="task.created",
         version=1,
-        payload={},
+        payload_text="{}",
         family_id=uuid.uuid4(),
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
         attempts=1,
