@@ -52,9 +52,17 @@ class Step:
 
 
 STEPS = (
-    Step("commit_to_client", "commit_to_client.py", ("--push", "both")),
-    Step("write_overhead_16", "write_overhead.py", ("--writers", "16")),
-    Step("write_overhead_64", "write_overhead.py", ("--writers", "64", "--rounds", "1")),
+    Step(
+        "commit_to_client",
+        "commit_to_client.py",
+        ("--push", "both", "--one-at-a-time", "500", "--events", "1000"),
+    ),
+    Step("write_overhead_16", "write_overhead.py", ("--writers", "16", "--seconds", "10")),
+    Step(
+        "write_overhead_64",
+        "write_overhead.py",
+        ("--writers", "64", "--rounds", "1", "--seconds", "10"),
+    ),
     Step("drain_backlog", "drain_backlog.py"),
     Step("idle_connections", "idle_connections.py", ("--compression", "deflate")),
     Step("replay_and_scale", "replay_and_scale.py", ("--events", "5000", "--large-events", "0")),

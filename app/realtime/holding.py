@@ -26,7 +26,7 @@ from socketio.async_manager import AsyncManager
 
 from app.outbox.streams import is_stream
 from app.realtime import metrics
-from app.realtime.pg_manager import PostgresManager
+from app.realtime.pg_manager import PostgresManager, reaches_a_socket_here
 from app.realtime.signals import ResyncOut
 from app.settings import Settings
 
@@ -245,7 +245,8 @@ class HoldingRedisManager(socketio.AsyncRedisManager, HoldingManager):
                         data = message["data"]
                         if data.startswith(b"["):  # a bundle (`_publish_all`)
                             for emit in self.json.loads(data):
-                                yield emit
+                                if reaches_a_socket_here(self, emit):
+                                    yield emit
                         else:
                             yield data
             except (RedisError, OSError) as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from socketio import AsyncManager
 
 # Not re-exported by the socketio package itself.
 from socketio.async_pubsub_manager import AsyncPubSubManager
@@ -36,7 +37,7 @@ _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 class EncodedMessage(str):
-    """A message already serialised as JSON, compact and ASCII only (``emit_encoded``)."""
+    """A message already serialised as JSON, ASCII only (``emit_encoded``)."""
 
 
 def encode_bundle(
@@ -50,6 +51,18 @@ def encode_bundle(
     # sent in one transaction into one.
     bundle_id = uuid.uuid4().hex
     return [f"{bundle_id}:{index}:{len(parts)}:{part}" for index, part in enumerate(parts)]
+
+
+def reaches_a_socket_here(manager: AsyncManager, message: Message) -> bool:
+    """Whether an emit from another process may reach a socket of ``manager``'s: not when it is
+    addressed to one room no socket here is in. Every web process hears every emit, and most
+    name a user or chat with no socket here (more so with more web processes, or while a
+    backlog of offline users' events drains): those are dropped before any task or lookup.
+    Any other message (joining a room, say) is always handled."""
+    room = message.get("room")
+    if message.get("method") != "emit" or not isinstance(room, str):  # or: everyone, or a list
+        return True
+    return room in manager.rooms.get(message.get("namespace") or "/", {})
 
 
 @dataclass
@@ -186,7 +199,7 @@ class PostgresManager(AsyncPubSubManager):
 
     def emit_encoded(self, event: str, data_json: str, *, room: str) -> None:
         """Inside ``publishing_in``: what ``emit(event, data, room=room)`` would publish, with
-        ``data`` given as its JSON text (compact, ASCII only).
+        ``data`` given as its JSON text (ASCII only).
 
         The message is the one python-socketio's ``emit`` builds for one argument, no callback,
         the default namespace, ``binary`` false, so a web process handles it the same and its
@@ -282,20 +295,10 @@ class PostgresManager(AsyncPubSubManager):
         ):
             for message in assembler.add(payload):
                 if message.get("method") == "emit" and message.get("host_id") != self.host_id:
-                    if self.reaches_a_socket_here(message):
+                    if reaches_a_socket_here(self, message):
                         self._deliver_soon(message)
                 else:
                     yield message
-
-    def reaches_a_socket_here(self, message: Message) -> bool:
-        """Whether a remote emit may reach a socket of this process: not when it is addressed
-        to one room no socket here is in. Every web process hears every emit, and most name a
-        user or chat with no socket here (more so with more web processes, or while a backlog
-        of offline users' events drains): those are dropped before any task or lookup."""
-        room = message.get("room")
-        if not isinstance(room, str):  # everyone, or a list of rooms
-            return True
-        return room in self.rooms.get(message.get("namespace") or "/", {})
 
     def channel_connected(self) -> None:
         """Called whenever LISTEN is (again) in place; emits sent before may have been lost."""

@@ -59,16 +59,19 @@ async def test_a_batch_is_one_message_that_a_web_process_unbundles_in_order(
     dispatcher = HoldingRedisManager(REDIS_URL, channel=name, write_only=True)
     web = HoldingRedisManager(REDIS_URL, channel=name, write_only=False)
     managers += [dispatcher, web]
+    # A socket of the web process's in each of these rooms (none in user:9's).
+    web.rooms = {"/": {f"user:{n}": {f"sid{n}": f"eio{n}"} for n in range(3)}}
     received = web._listen()
     first = asyncio.ensure_future(anext(received))
     await asyncio.sleep(0.3)  # let the web side subscribe before anything is published
 
     async with dispatcher.publishing():
-        for n in range(3):
+        for n in (0, 9, 1, 2):
             await dispatcher.emit("task.created", {"n": n}, room=f"user:{n}")
 
     [raw] = await raw_messages(pubsub, wait=0.5)
-    assert [m["room"] for m in json.loads(raw)] == ["user:0", "user:1", "user:2"]
+    assert [m["room"] for m in json.loads(raw)] == ["user:0", "user:9", "user:1", "user:2"]
+    # The web process hands on only what may reach a socket of its own.
     unbundled = [await asyncio.wait_for(first, 2)]
     unbundled += [await asyncio.wait_for(anext(received), 2) for _ in range(2)]
     assert [(m["method"], m["event"], m["data"], m["room"]) for m in unbundled] == [

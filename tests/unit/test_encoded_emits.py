@@ -12,7 +12,7 @@ import pytest
 
 from app.outbox.envelope import OutboxEventRow
 from app.realtime import pg_manager
-from app.realtime.pg_manager import PostgresManager
+from app.realtime.pg_manager import PostgresManager, reaches_a_socket_here
 
 
 @pytest.fixture
@@ -90,10 +90,12 @@ def test_a_remote_emit_is_handled_only_where_a_socket_may_get_it() -> None:
     def emit_to(room: object, namespace: str | None = "/") -> dict[str, Any]:
         return {"method": "emit", "event": "e", "data": [{}], "namespace": namespace, "room": room}
 
-    assert manager.reaches_a_socket_here(emit_to("user:a"))
-    assert manager.reaches_a_socket_here(emit_to("user:a", namespace=None))
-    assert not manager.reaches_a_socket_here(emit_to("user:b"))
-    assert not manager.reaches_a_socket_here(emit_to("user:a", namespace="/other"))
+    assert reaches_a_socket_here(manager, emit_to("user:a"))
+    assert reaches_a_socket_here(manager, emit_to("user:a", namespace=None))
+    assert not reaches_a_socket_here(manager, emit_to("user:b"))
+    assert not reaches_a_socket_here(manager, emit_to("user:a", namespace="/other"))
+    # Not an emit (a socket of this process may be joining that room right now).
+    assert reaches_a_socket_here(manager, {"method": "enter_room", "room": "user:b", "sid": "s"})
     # Everyone, or several rooms: python-socketio decides.
-    assert manager.reaches_a_socket_here(emit_to(None))
-    assert manager.reaches_a_socket_here(emit_to(["user:b", "user:c"]))
+    assert reaches_a_socket_here(manager, emit_to(None))
+    assert reaches_a_socket_here(manager, emit_to(["user:b", "user:c"]))
