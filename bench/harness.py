@@ -296,11 +296,23 @@ def backends_cpu_seconds(dbname: str) -> float:
     return total
 
 
+def machine_ticks() -> list[int]:
+    """/proc/stat's CPU line since boot: user, nice, system, idle, iowait, irq, softirq, steal."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
 def busy_cpu_seconds() -> float:
     """CPU seconds the whole machine has spent not idle since boot (all cores summed)."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = machine_ticks()
     idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / TICKS_PER_SECOND
+    return (sum(ticks) - idle) / TICKS_PER_SECOND
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """Of the machine's CPU time between two ``machine_ticks()``, the share the hypervisor
+    gave to other guests (steal): a virtual machine's cores are not all its own."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return round(100 * spent[7] / max(sum(spent), 1), 1)
 
 
 def cpu_snapshot(children: Mapping[str, Child], dbname: str) -> dict[str, float]:

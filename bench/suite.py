@@ -28,8 +28,10 @@ from harness import (
     RESULTS_DIR,
     add_database_url_option,
     load_average,
+    machine_ticks,
     run_main,
     source_version,
+    steal_percent,
     write_results,
 )
 
@@ -126,7 +128,7 @@ def run_step(step: Step, database_url: str) -> dict[str, Any]:
     """Run one benchmark; return its rows, load and exit code."""
     print(f"\n=== {step.name}: bench/{step.script} {' '.join(step.options)}", flush=True)
     step.results_path.unlink(missing_ok=True)
-    load_before = load_average()
+    load_before, ticks_before = load_average(), machine_ticks()
     started = time.monotonic()
     argv = [sys.executable, str(REPO_ROOT / "bench" / step.script), *step.options]
     code = subprocess.call([*argv, "--database-url", database_url], cwd=REPO_ROOT)
@@ -137,6 +139,7 @@ def run_step(step: Step, database_url: str) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started),
         "load_before": load_before,
         "load_after": load_average(),
+        "steal_percent": steal_percent(ticks_before, machine_ticks()),
         "rows": [],
     }
     if step.results_path.exists():
@@ -233,6 +236,9 @@ def render_page(latest: dict[str, Any], plots: list[str]) -> str:
         f" GiB, Python {m['python']}, PostgreSQL {pg.get('server_version')} with"
         f" fsync={pg.get('fsync')}, synchronous_commit={pg.get('synchronous_commit')}.",
         f"- Code under test: {latest['source']}. Whole suite: {latest['minutes']} minutes.",
+        f"- CPU stolen by the hypervisor (other guests' share of this virtual machine's cores):"
+        f" {latest['steal_percent']:g}% over the suite; per step below. Figures measured under"
+        " steal are lower than the machine gives when it has its cores to itself.",
         "",
         "| budget | measured | same-run baseline | ratio | budget | |",
         "|---|---|---|---|---|---|",
@@ -249,14 +255,14 @@ def render_page(latest: dict[str, Any], plots: list[str]) -> str:
         "",
         "## The runs",
         "",
-        "| step | command | minutes | 1-min load before / after | exit |",
-        "|---|---|---|---|---|",
+        "| step | command | minutes | 1-min load before / after | CPU stolen | exit |",
+        "|---|---|---|---|---|---|",
     ]
     for step in latest["steps"]:
         lines.append(
             f"| {step['name']} | `{step['command']}` | {step['seconds'] / 60:.1f}"
             f" | {step['load_before'][0]:.2f} / {step['load_after'][0]:.2f}"
-            f" | {step['exit_code']} |"
+            f" | {step['steal_percent']:g}% | {step['exit_code']} |"
         )
     if plots:
         lines += ["", "## Plots", ""]
@@ -271,13 +277,14 @@ def main() -> int:
     if unknown:
         print(f"unknown steps: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    started = time.monotonic()
+    started, ticks_before = time.monotonic(), machine_ticks()
     latest: dict[str, Any] = {
         "source": source_version(),
         "machine": machine(args.database_url),
         "steps": [run_step(step, args.database_url) for step in STEPS if step.name in wanted],
     }
     latest["minutes"] = round((time.monotonic() - started) / 60, 1)
+    latest["steal_percent"] = steal_percent(ticks_before, machine_ticks())
     latest["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     write_results(latest, LATEST)
     PAGE.write_text(render_page(latest, write_plots(latest)))
