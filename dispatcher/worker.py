@@ -185,9 +185,12 @@ class Worker:
         """On the way out: hand back the rows of a claim made for a batch that never came."""
         if self._next_claim is None:
             return
-        claim = await self._take_next_claim()
-        if claim.batch:
-            await self._release([e.id for e in claim.batch], claim.token)
+        try:
+            claim = await self._take_next_claim()
+            if claim.batch:
+                await self._release([e.id for e in claim.batch], claim.token)
+        except Exception:  # its rows, if it took any, wait out their lease instead
+            logger.warning("could not hand back the next claim on the way out", exc_info=True)
 
     async def _claim(self, token: uuid.UUID, limit: int) -> Claim:
         async with self.pool.connection() as conn:
