@@ -361,9 +361,9 @@ def report_system(
 ) -> dict[str, bool]:
     """Print one run of the system (Web Push ``mode``) and its budget checks."""
     cores = os.cpu_count() or 1
-    seq, paced = system["one_at_a_time"], system["paced"]
+    single, paced = system["one_at_a_time"], system["paced"]
     print(f"  Web Push {mode}:" + (f" {system['pushes']}" if "pushes" in system else ""))
-    for title, run in (("one at a time", seq), (f"paced at {rate:g}/s", paced)):
+    for title, run in (("one at a time", single), (f"paced at {rate:g}/s", paced)):
         title = f"{title}, {streams} stream(s)"
         print(
             f"  system, {title}: {run['events']} events, {run['achieved_events_per_s']} events/s"
@@ -373,9 +373,9 @@ def report_system(
             print(table_row(f"  {label}", run[key]))
         cpu = ", ".join(f"{k} {v:g}" for k, v in run["cpu_percent"].items())
         print(f"    CPU in % of one core: {cpu} (machine: of {100 * cores})")
-    p50, p99 = seq["receipt_minus_response_ms"]["p50"], paced["receipt_minus_response_ms"]["p99"]
+    p50, p99 = single["receipt_minus_response_ms"]["p50"], paced["receipt_minus_response_ms"]["p99"]
     rate_met = paced["achieved_events_per_s"] >= 0.95 * rate
-    no_loss = seq["lost"] == paced["lost"] == 0
+    no_loss = single["lost"] == paced["lost"] == 0
     faults = f"duplicates {system['duplicates']}, out of order {system['out_of_order']}"
     verdicts = {
         "p50_within_5x_baselines": p50 <= limit and no_loss,

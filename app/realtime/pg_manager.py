@@ -294,11 +294,10 @@ class PostgresManager(AsyncPubSubManager):
             on_disconnect=dropped,
         ):
             for message in assembler.add(payload):
-                if message.get("method") == "emit" and message.get("host_id") != self.host_id:
-                    if reaches_a_socket_here(self, message):
-                        self._deliver_soon(message)
-                else:
+                if message.get("method") != "emit" or message.get("host_id") == self.host_id:
                     yield message
+                elif reaches_a_socket_here(self, message):
+                    self._deliver_soon(message)
 
     def channel_connected(self) -> None:
         """Called whenever LISTEN is (again) in place; emits sent before may have been lost."""

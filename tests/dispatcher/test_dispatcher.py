@@ -16,6 +16,7 @@ from tests.events import FutureTaskDeleted, commit_events, outbox_statuses, wait
 from tests.harness import (
     ManagedProcess,
     add_member,
+    connected,
     dispatcher_process,
     free_port,
     outbox_cli,
@@ -165,9 +166,7 @@ async def test_a_batch_waits_for_an_earlier_event_in_flight_elsewhere(
     parent = await signup(api, "Ada")
     kim = await add_member(api, parent, "Kim", "child")
     lou = await add_member(api, parent, "Lou", "child")
-    kim_socket, lou_socket = SocketRecorder(web, kim.token), SocketRecorder(web, lou.token)
-    await kim_socket.connect()
-    await lou_socket.connect()
+    kim_socket, lou_socket = await connected(web, kim), await connected(web, lou)
     # The family's own events (member.added) out of the way first.
     first = await asyncio.to_thread(start_dispatcher)
     await wait_until_all_delivered(database_url)
