@@ -30,6 +30,8 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 # The issue's bound for a live update; everything else waits up to DEADLINE_MS.
 LIVE_MS = 1_000
+# How long a DevTools push may take to show before it is delivered again.
+PUSH_RETRY_MS = 3_000
 
 
 # One database, web process and dispatcher for the module: the tests use families of their own.
@@ -319,9 +321,8 @@ async def test_a_push_shows_a_notification_that_links_to_its_subject(
     await log_in(page, system, ada)
     # Registered although push is off here (no VAPID keys on this server).
     await page.wait_for_function(
-        "navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready"
+        "navigator.serviceWorker.controller?.state === 'activated'", timeout=DEADLINE_MS
     )
-    await page.evaluate("navigator.serviceWorker.ready")
     [registration] = [r for r in registrations if str(r["scopeURL"]).startswith(system)][:1]
 
     claim_id = str(uuid.uuid4())
@@ -336,26 +337,32 @@ async def test_a_push_shows_a_notification_that_links_to_its_subject(
         "tag": f"claim:{claim_id}",
         "url": f"/#claims/{claim_id}",
     }
-    await cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {
-            "origin": system,
-            "registrationId": registration["registrationId"],
-            "data": json.dumps(message),
-        },
-    )
-    # The worker shows it asynchronously: poll until it is on screen.
+    # Chromium drops a DevTools push it could not hand to the worker, and says nothing (seen
+    # once on a loaded CI host): deliver again until it shows. The same tag keeps it one
+    # notification, so a worker that shows nothing still fails.
     shown_notifications = """async () => {
         const registration = await navigator.serviceWorker.ready;
         const describe = (n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url});
         return (await registration.getNotifications()).map(describe);
     }"""
-    shown = await page.evaluate(shown_notifications)
-    for _ in range(DEADLINE_MS // 50):
+    shown: list[dict[str, str]] = []
+    for _ in range(DEADLINE_MS // PUSH_RETRY_MS):
+        await cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {
+                "origin": system,
+                "registrationId": registration["registrationId"],
+                "data": json.dumps(message),
+            },
+        )
+        # The worker shows it asynchronously: poll until it is on screen.
+        for _ in range(PUSH_RETRY_MS // 50):
+            shown = await page.evaluate(shown_notifications)
+            if shown:
+                break
+            await page.wait_for_timeout(50)  # poll interval
         if shown:
             break
-        await page.wait_for_timeout(50)  # poll interval
-        shown = await page.evaluate(shown_notifications)
     assert shown == [
         {
             "title": "Reward approved",
