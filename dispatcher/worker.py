@@ -290,12 +290,15 @@ class Worker:
             # rows are marked delivered exactly when the Socket.IO tier gets them.
             async with self._publishing(conn):
                 await self._emit([by_id[event_id] for event_id in finished])
+            queued = None
             if self.push_channel is not None and finished:
                 # Web Push is queued with the handoff, all or nothing; the push sender sends
                 # it apart, so a slow push service never holds up this loop.
-                await push_queue.enqueue_pushes(
+                queued = await push_queue.enqueue_pushes(
                     conn, [by_id[event_id] for event_id in finished], channel=self.push_channel
                 )
+        if queued is not None:
+            await push_queue.count_enqueued(queued)
         now = datetime.now(UTC)
         for event_id in finished:
             event = by_id[event_id]
