@@ -258,6 +258,7 @@ class Worker:
                 {
                     "max_id": max(by_id),
                     "ids": list(by_id),
+                    "token": token,
                     "streams": streams,
                     "hold_seconds": self.settings.stream_hold_seconds,
                     "lease_seconds": self.settings.lease_seconds,

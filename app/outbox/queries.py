@@ -193,7 +193,9 @@ WITH earlier AS MATERIALIZED (
     SELECT id, lease_expires_at FROM outbox_events
     WHERE status = 'pending'
       AND id < %(max_id)s
-      AND NOT (id = ANY(%(ids)s))
+      -- The batch's own rows do not count, unless another claim took one since (this
+      -- dispatcher's lease ran out mid-batch): then that row holds its streams like any other.
+      AND NOT (id = ANY(%(ids)s) AND claim_token IS NOT DISTINCT FROM %(token)s)
       AND (failing_since IS NULL
            OR failing_since > now() - make_interval(secs => %(hold_seconds)s))
 )

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
+from app.outbox import queries
+from app.realtime.holding import create_client_manager
+from app.settings import Settings
+from dispatcher.liveness import LIVENESS_LOCK_CLASS, Liveness
+from dispatcher.settings import DispatcherSettings
+from dispatcher.worker import Worker
 from doubles.socket_clients import SocketRecorder
 from tests.events import FutureTaskDeleted, commit_events, outbox_statuses, wait_until_delivered
 from tests.harness import (
+    TEST_JWT_SECRET,
     ManagedProcess,
     add_member,
     connected,
@@ -174,26 +183,65 @@ async def test_a_batch_waits_for_an_earlier_event_in_flight_elsewhere(
     await commit_events(database_url, kim.id, kim.family_id, 2, notify=False)
     await commit_events(database_url, lou.id, lou.family_id, 1, notify=False)
     # Kim's first event is in flight on another dispatcher for ten more seconds (time for this
-    # dispatcher to start and deliver Lou's, on a slow machine).
-    await run_sql(
-        database_url,
-        "UPDATE outbox_events SET claimed_by = 'elsewhere', claim_token = gen_random_uuid(),"
-        " lease_expires_at = now() + interval '10 seconds', attempts = 1"
-        " WHERE id = (SELECT min(id) FROM outbox_events WHERE status = 'pending')",
-    )
-    await asyncio.to_thread(start_dispatcher)
-    # One batch claims Kim's second event and Lou's: Lou's goes out; Kim's must not overtake
-    # her first (it is marked delivered with the batch, then that mark is taken back).
-    await lou_socket.wait_until(lambda _: len(tasks_of(lou_socket)) == 1)
-    assert await asyncio.to_thread(outbox_statuses, database_url) == {
-        "delivered": 1,
-        "pending": 2,
-    }
-    assert tasks_of(kim_socket) == []
+    # dispatcher to start and deliver Lou's, on a slow machine). That dispatcher is alive: it
+    # holds its liveness lock, else this one would expire its lease at once.
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as elsewhere:
+        await elsewhere.execute(
+            queries.TAKE_LIVENESS_LOCK,
+            {"lock_class": LIVENESS_LOCK_CLASS, "owner": "elsewhere"},
+        )
+        await run_sql(
+            database_url,
+            "UPDATE outbox_events SET claimed_by = 'elsewhere', claim_token = gen_random_uuid(),"
+            " lease_expires_at = now() + interval '10 seconds', attempts = 1"
+            " WHERE id = (SELECT min(id) FROM outbox_events WHERE status = 'pending')",
+        )
+        await asyncio.to_thread(start_dispatcher)
+        # One batch claims Kim's second event and Lou's: Lou's goes out; Kim's must not
+        # overtake her first (it is marked delivered with the batch, then that mark is taken
+        # back).
+        await lou_socket.wait_until(lambda _: len(tasks_of(lou_socket)) == 1)
+        assert await asyncio.to_thread(outbox_statuses, database_url) == {
+            "delivered": 1,
+            "pending": 2,
+        }
+        assert tasks_of(kim_socket) == []
     # The lease runs out; both of Kim's go out, in order.
     await kim_socket.wait_until(lambda _: len(tasks_of(kim_socket)) == 2, 40)
     seqs = [envelope["seq"] for envelope in kim_socket.envelopes()]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_row_whose_lease_was_taken_mid_batch_holds_back_its_streams(
+    api: httpx.AsyncClient, database_url: str
+) -> None:
+    """A dispatcher paused past its lease resumes its delivery: a row of its batch that another
+    dispatcher has claimed since must hold back the batch's later events of its streams."""
+    parent = await signup(api, "Ada")
+    await commit_events(database_url, parent.id, parent.family_id, 2, notify=False)
+    settings = Settings(environment="test", database_url=database_url, jwt_secret=TEST_JWT_SECRET)
+    pool = AsyncConnectionPool(database_url, kwargs={"autocommit": True}, open=False)
+    async with pool:
+        worker = Worker(
+            pool=pool,
+            manager=create_client_manager(settings, write_only=True),
+            settings=DispatcherSettings(),
+            wake=asyncio.Event(),
+            liveness=Liveness(database_url, interval_seconds=1, stalled_transaction_seconds=5),
+        )
+        claim = await worker._claim(uuid.uuid4(), 100)
+        first, second = [e.id for e in claim.batch if e.type == "task.deleted"]
+        # Meanwhile the first task event was claimed again elsewhere (as after a lost lease).
+        await run_sql(
+            database_url,
+            "UPDATE outbox_events SET claimed_by = 'elsewhere', claim_token = gen_random_uuid()"
+            f" WHERE id = {first}",
+        )
+        held_back = await worker._handle(claim.batch, claim.token)
+    statuses = dict(await run_sql(database_url, "SELECT id, status FROM outbox_events"))
+    assert (statuses[first], statuses[second]) == ("pending", "pending")
+    assert held_back == 1
+    assert list(statuses.values()).count("delivered") == len(claim.batch) - 2
 
 
 def tasks_of(recorder: SocketRecorder) -> list[dict[str, Any]]:
