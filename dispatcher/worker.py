@@ -253,6 +253,12 @@ class Worker:
                     "streams": streams,
                 },
             )
+            await conn.execute("SAVEPOINT mark_all")
+            marked = await conn.execute(
+                queries.MARK_DELIVERED, {"ids": list(by_id), "token": token}
+            )
+            # Read after the mark: a row of the batch claimed elsewhere up to that moment is
+            # seen under its new claim and holds back the batch's later events of its streams.
             cur = await conn.execute(
                 queries.EARLIER_IN_FLIGHT,
                 {
@@ -263,10 +269,6 @@ class Worker:
                     "hold_seconds": self.settings.stream_hold_seconds,
                     "lease_seconds": self.settings.lease_seconds,
                 },
-            )
-            await conn.execute("SAVEPOINT mark_all")
-            marked = await conn.execute(
-                queries.MARK_DELIVERED, {"ids": list(by_id), "token": token}
             )
             await pipeline.sync()
             first_waiting = {stream: (seq, age) for stream, seq, age in await cur.fetchall()}
