@@ -263,8 +263,6 @@ class Worker:
                 queries.EARLIER_IN_FLIGHT,
                 {
                     "max_id": max(by_id),
-                    "ids": list(by_id),
-                    "token": token,
                     "streams": streams,
                     "hold_seconds": self.settings.stream_hold_seconds,
                     "lease_seconds": self.settings.lease_seconds,

@@ -186,16 +186,15 @@ WHERE NOT pg_try_advisory_xact_lock(%(lock_class)s, abs(hashtext(stream)) %% %(b
 # held rows should wait before they are claimed again: as long as the earlier events' live
 # claims have been in flight, but not past their expiry (a stalled owner's stream would
 # otherwise be claimed and released over and over). Only pending rows are read (a small,
-# indexed set).
+# indexed set). Read in the delivery transaction after the batch is marked delivered: the
+# batch's own rows then no longer count, except one claimed elsewhere since (its lease ran out
+# mid-batch), which holds its streams like any other.
 EARLIER_IN_FLIGHT = """
 WITH earlier AS MATERIALIZED (
     -- Walks the small pending-only index; delivered rows never enter the picture.
     SELECT id, lease_expires_at FROM outbox_events
     WHERE status = 'pending'
       AND id < %(max_id)s
-      -- The batch's own rows do not count, unless another claim took one since (this
-      -- dispatcher's lease ran out mid-batch): then that row holds its streams like any other.
-      AND NOT (id = ANY(%(ids)s) AND claim_token IS NOT DISTINCT FROM %(token)s)
       AND (failing_since IS NULL
            OR failing_since > now() - make_interval(secs => %(hold_seconds)s))
 )

@@ -45,8 +45,6 @@ DELIVERY_PATH: dict[str, tuple[sql.Composable | str, dict[str, Any]]] = {
         queries.EARLIER_IN_FLIGHT,
         {
             "max_id": 19990,
-            "ids": [19990],
-            "token": uuid.uuid4(),
             "streams": ["user:90"],
             "hold_seconds": 30,
             "lease_seconds": 30,
