@@ -114,12 +114,14 @@ RETURNING d.id, d.event_id, d.event_type, d.payload, d.topic, d.ttl_seconds, d.u
 """
 
 # Only the claim's holder may finish a row (a sender that lost its lease cannot).
+# Many pushes at once (answered while the previous marking ran); each only under its own claim.
 MARK_SENT = """
-UPDATE push_deliveries
+UPDATE push_deliveries AS d
 SET status = 'sent', sent_at = clock_timestamp(),
     claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
-WHERE id = %(id)s AND claim_token = %(token)s
-RETURNING id
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS s(id, token)
+WHERE d.id = s.id AND d.claim_token = s.token
+RETURNING d.id
 """
 
 MARK_FAILED = """

@@ -235,6 +235,46 @@ async def test_pushes_left_by_a_killed_dispatcher_are_sent_after_restart(
             second.stop()
 
 
+async def test_a_push_answered_after_its_lease_moved_is_not_marked_sent(
+    api: httpx.AsyncClient,
+    push_service: PushService,
+    database_url: str,
+    log_dir: Path,
+    vapid_keys: tuple[str, str],
+) -> None:
+    """Pushes answered together are recorded together; the one whose claim was taken meanwhile
+    (another sender's now) is left to that sender, the others are marked sent."""
+    proc = await asyncio.to_thread(
+        start_dispatcher, database_url, log_dir, dispatcher_env(push_service, vapid_keys)
+    )
+    try:
+        ada = await signup(api, "Ada")
+        kim = await add_member(api, ada, "Kim", "child")
+        browsers = [push_service.new_browser() for _ in range(3)]
+        ids = [(await subscribe(api, kim, b))["id"] for b in browsers]
+        for browser in browsers:
+            push_service.script(browser, Slow(0.5))  # the timeout is 1 s
+        await grant(api, ada, kim, 1)
+        await push_service.wait_until(lambda: len(push_service.pushes()) == 3)
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "UPDATE push_deliveries SET claimed_by = 'elsewhere',"
+                " claim_token = gen_random_uuid() WHERE subscription_id = %s",
+                (ids[0],),
+            )
+        for subscription_id in ids[1:]:
+            await eventually(lambda s=subscription_id: deliveries(database_url, s) == [("sent", 1)])
+        await asyncio.to_thread(proc.wait_for_log, "push sent after its lease was lost")
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT status, claimed_by FROM push_deliveries WHERE subscription_id = %s",
+                (ids[0],),
+            ).fetchone()
+        assert row == ("pending", "elsewhere")
+    finally:
+        proc.stop()
+
+
 async def test_subscriptions_are_validated_per_device_and_idempotent(
     api: httpx.AsyncClient, push_service: PushService, vapid_keys: tuple[str, str]
 ) -> None:
