@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import engineio
 import socketio
 from redis.exceptions import RedisError
 from socketio.async_manager import AsyncManager
@@ -54,7 +55,37 @@ class HoldingManager(AsyncManager):
 
     async def send_direct(self, sid: str, event: str, data: Any, namespace: str = "/") -> None:
         """Send to this process's socket ``sid`` alone, past any hold and any other process."""
-        await AsyncManager.emit(self, event, data, namespace, room=sid)
+        await self._send_here(event, data, namespace, room=sid)
+
+    async def _send_here(
+        self, event: str, data: Any, namespace: str, room: str | None, skip_sid: Any = None
+    ) -> None:
+        """``AsyncManager.emit`` without a callback, minus its task per recipient and its wait
+        for them all: the packet is encoded once and queued on each socket in turn. Queuing
+        never waits (an Engine.IO socket's queue is unbounded; its writer task sends), so this
+        takes one turn of the event loop however many sockets are in the room. Those tasks
+        were most of the cost of a fan-out and of a catch-up's envelopes, one by one.
+        """
+        if namespace not in self.rooms:
+            return
+        args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        encoded = self.server.packet_class(
+            socketio.packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        packets = [
+            engineio.packet.Packet(engineio.packet.MESSAGE, part)
+            for part in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        for sid, eio_sid in self.get_participants(namespace, room):
+            if sid in skipped:
+                continue
+            try:
+                for part in packets:
+                    # How python-socketio's own managers hand a packet to Engine.IO.
+                    await self.server._send_eio_packet(eio_sid, part)
+            except engineio.exceptions.EngineIOError:
+                pass  # closed meanwhile: its disconnect handler is on its way
 
     async def release(
         self, sid: str, skip: Callable[[HeldEmit], bool], namespace: str = "/"
@@ -80,12 +111,11 @@ class HoldingManager(AsyncManager):
         rooms = [room for room in self.rooms.get(namespace, {}) if isinstance(room, str)]
         streams = [room for room in rooms if is_stream(room)]
         for room in streams:
-            await AsyncManager.emit(
-                self,
+            await self._send_here(
                 "resync",
                 ResyncOut(stream=room, reason="channel_lost").model_dump(mode="json"),
                 namespace,
-                room=room,
+                room,
             )
             metrics.RESYNCS.labels("channel_lost").inc()
         if streams:
@@ -130,9 +160,12 @@ class HoldingManager(AsyncManager):
                 self._held[sid].append((room, event, data))
             if held_here:
                 skip_sid = [*skipped, *held_here]
-        await super().emit(
-            event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
-        )
+        if callback is None:
+            await self._send_here(event, data, namespace, room, skip_sid)
+        else:
+            await super().emit(
+                event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+            )
         if (watcher := self._watchers.get(event)) is not None:
             await watcher(room, data)
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from engineio.exceptions import SocketIsClosedError
 from socketio import packet
 
 from app.realtime.holding import HeldEmit, HoldingManager
@@ -21,12 +22,16 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, Any]] = []
+        # Sockets Engine.IO has closed: sending to one raises, as it does.
+        self.closed: set[str] = set()
         # Called after each send, e.g. to emit again while a release is flushing.
         self.after_send: Callable[[str, str, Any], Awaitable[None]] | None = None
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         event, data = packet.Packet(encoded_packet=eio_pkt.data).data
         sid = eio_sid.removeprefix("eio-")
+        if sid in self.closed:
+            raise SocketIsClosedError()
         self.sent.append((sid, event, data))
         if self.after_send is not None:
             await self.after_send(sid, event, data)
@@ -65,6 +70,16 @@ async def test_without_holds_an_emit_reaches_everyone_in_the_room(
     connect(manager, "s3", "user:b")
     await manager.emit("task.created", event(1), NS, room="user:a")
     assert sorted(sid for sid, _, _ in server.sent) == ["s1", "s2"]
+
+
+async def test_a_socket_closed_before_its_disconnect_does_not_stop_the_emit(
+    manager: HoldingManager, server: FakeServer
+) -> None:
+    for sid in ("s1", "s2", "s3"):
+        connect(manager, sid, "family:f")
+    server.closed.add("s2")
+    await manager.emit("presence.changed", event(1), NS, room="family:f")
+    assert sorted(sid for sid, _, _ in server.sent) == ["s1", "s3"]
 
 
 async def test_a_held_socket_gets_nothing_live_until_released(
