@@ -48,6 +48,40 @@ class HoldingManager(AsyncManager):
         self._watchers: dict[str, EmitWatcher] = {}
         # Strong references to announcements in flight (the loop keeps only weak ones).
         self._announcing: set[asyncio.Task[None]] = set()
+        # The rooms of each socket, (namespace, sid) -> rooms, beside the base class's members
+        # of each room: it finds a socket's rooms by scanning every room of the namespace.
+        self._rooms_of: dict[tuple[str, str], dict[str | None, None]] = {}
+
+    def basic_enter_room(
+        self, sid: str, namespace: str, room: str | None, eio_sid: str | None = None
+    ) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._rooms_of.setdefault((namespace, sid), {})[room] = None
+
+    def basic_leave_room(self, sid: str, namespace: str, room: str | None) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        rooms = self._rooms_of.get((namespace, sid))
+        if rooms is not None:
+            rooms.pop(room, None)
+            if not rooms:
+                del self._rooms_of[(namespace, sid)]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[str]:
+        return [room for room in self._rooms_of.get((namespace, sid), ()) if room is not None]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """The base class's, leaving the socket's own rooms instead of scanning them all: with
+        10,000 sockets (22,500 rooms) closing at once, that scan was quadratic, and held the
+        event loop long enough for the presence removals waiting on it to time out."""
+        for room in list(self._rooms_of.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        # The rest of the base class's bookkeeping, as it does it.
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            if sid in pending.get(namespace, ()):
+                pending[namespace].remove(sid)
+                if not pending[namespace]:
+                    del pending[namespace]
 
     def hold(self, sid: str) -> None:
         """Buffer live emits to ``sid`` from now on."""

@@ -176,8 +176,6 @@ class PostgresManager(AsyncPubSubManager):
         self.conninfo = conninfo
         self._publisher: psycopg.AsyncConnection[Any] | None = None
         self._publisher_lock = asyncio.Lock()
-        # Strong references to emits in flight (the loop keeps only weak ones).
-        self._emitting: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def publishing_in(self, conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
@@ -297,7 +295,7 @@ class PostgresManager(AsyncPubSubManager):
                 if message.get("method") != "emit" or message.get("host_id") == self.host_id:
                     yield message
                 elif reaches_a_socket_here(self, message):
-                    self._deliver_soon(message)
+                    await self._emit_here(message)
 
     def channel_connected(self) -> None:
         """Called whenever LISTEN is (again) in place; emits sent before may have been lost."""
@@ -305,20 +303,16 @@ class PostgresManager(AsyncPubSubManager):
     def channel_disconnected(self) -> None:
         """Called when the LISTEN connection is lost."""
 
-    def _deliver_soon(self, message: Message) -> None:
-        """Hand a remote emit to its own task instead of awaiting it here.
+    async def _emit_here(self, message: Message) -> None:
+        """Hand a remote emit to this process's sockets, here rather than through the base class
+        (no per-message log line); a failure is logged, and the next message goes on.
 
-        The base class awaits each emit until its packets are sent, which costs event-loop turns
-        per message; under a busy loop (many REST requests) a dispatcher's bundle then trickles
-        out one message per turn and live delivery falls behind. Tasks start in creation order
-        and queue their packets before their first await, so per-socket order is kept while a
-        whole bundle is handled in one turn.
+        Awaited in turn: the web process's manager (app.realtime.holding) only queues packets on
+        its sockets, which never waits, so a whole bundle goes out in one turn of the event loop,
+        in order. python-socketio's own ``emit`` waits for a task per recipient instead, and
+        would let a busy loop trickle a bundle out one message per turn.
         """
-        task = asyncio.get_running_loop().create_task(self._handle_emit(message))
-        self._emitting.add(task)
-        task.add_done_callback(self._emit_done)
-
-    def _emit_done(self, task: asyncio.Task[None]) -> None:
-        self._emitting.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("emit from the message queue failed", exc_info=task.exception())
+        try:
+            await self._handle_emit(message)
+        except Exception:
+            logger.exception("emit from the message queue failed")

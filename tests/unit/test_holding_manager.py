@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from engineio.exceptions import SocketIsClosedError
 from socketio import packet
+from socketio.async_manager import AsyncManager
 
 from app.realtime.holding import HeldEmit, HoldingManager
 
@@ -52,7 +53,7 @@ def manager(server: FakeServer) -> HoldingManager:
     return manager
 
 
-def connect(manager: HoldingManager, sid: str, *rooms: str) -> None:
+def connect(manager: AsyncManager, sid: str, *rooms: str) -> None:
     eio_sid = f"eio-{sid}"
     for room in (None, sid, *rooms):
         manager.basic_enter_room(sid, NS, room, eio_sid=eio_sid)
@@ -187,3 +188,28 @@ async def test_a_lost_channel_tells_each_stream_room_to_resync_once(
     # Stream rooms only: family rooms carry no numbered events, sid rooms are not streams.
     assert resyncs == [("s1", "chat:c"), ("s1", "user:a"), ("s2", "chat:c"), ("s2", "user:b")]
     assert {data["reason"] for _, _, data in server.sent} == {"channel_lost"}
+
+
+def test_rooms_are_kept_as_python_socketio_keeps_them() -> None:
+    """The manager's index of each socket's rooms (for disconnects and ``rooms(sid)``) leaves
+    the rooms as python-socketio's own manager does, whatever the order of comings and goings."""
+    ours, theirs = HoldingManager(), AsyncManager()
+    for manager in (ours, theirs):
+        connect(manager, "s1", "user:a", "family:f")
+        connect(manager, "s2", "user:b", "family:f", "chat:c")
+        connect(manager, "s3", "user:c", "family:f", "chat:c")
+        manager.basic_leave_room("s2", NS, "chat:c")
+        manager.basic_leave_room("s2", NS, "not-a-room")
+        manager.basic_disconnect("s3", NS)
+        manager.basic_disconnect("s9", NS)  # never connected
+        connect(manager, "s4", "chat:c")
+    for sid in ("s1", "s2", "s3", "s4"):
+        assert sorted(ours.get_rooms(sid, NS)) == sorted(theirs.get_rooms(sid, NS))
+    assert {room: dict(members) for room, members in ours.rooms[NS].items()} == {
+        room: dict(members) for room, members in theirs.rooms[NS].items()
+    }
+    assert "user:c" not in ours.rooms[NS]  # emptied rooms go
+    for manager in (ours, theirs):
+        for sid in ("s1", "s2", "s4"):
+            manager.basic_disconnect(sid, NS)
+    assert ours.rooms == theirs.rooms == {}
