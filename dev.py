@@ -26,8 +26,9 @@ VENV_PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 # What each command installs (the project's extras): running needs only the app.
 EXTRAS = {"up": ("embedded",), "test": ("dev", "embedded"), "bench": ("bench",)}
 # The whole suite (pytest with no arguments) measures coverage, and fails under its floor
-# ([tool.coverage.report] fail_under); a selection of tests would only miss it.
-COVERAGE_ARGS = ["--cov", "--cov-report=term"]
+# ([tool.coverage.report] fail_under); a selection of tests would only miss it. It also lists
+# its slowest tests, where to look when it outgrows its time.
+COVERAGE_ARGS = ["--cov", "--cov-report=term", "--durations=25"]
 
 
 def main(argv: list[str]) -> int:
