@@ -25,7 +25,8 @@ class CatchUp:
     """The events of ``stream`` after a client's position, and what can never be sent."""
 
     stream: str
-    envelopes: list[dict[str, Any]]
+    # The delivered events to send, each with its seq on the stream, in seq order.
+    events: list[tuple[OutboxEventRow, int]]
     # More events follow beyond the limit (a socket's catch-up then refetches instead).
     has_more: bool
     # Seqs after the position that can never be sent: dead, or deleted by retention.
@@ -42,6 +43,19 @@ class CatchUp:
         """Nothing after the position is lost for good."""
         return not (self.missing or self.beyond_head)
 
+    @property
+    def envelopes(self) -> list[dict[str, Any]]:
+        """The events as envelopes (REST's page)."""
+        return [event.envelope(self.stream, seq) for event, seq in self.events]
+
+    def envelope_texts(self) -> list[tuple[str, str]]:
+        """Each event's (type, envelope as JSON text): a socket's catch-up sends these without
+        building and encoding a dict per envelope (``OutboxEventRow.envelope_json``)."""
+        return [
+            (event.type, event.envelope_json(self.stream, seq, event.payload_json()))
+            for event, seq in self.events
+        ]
+
 
 async def events_after(session: AsyncSession, *, stream: str, after: int, limit: int) -> CatchUp:
     """Up to ``limit`` delivered events of ``stream`` with seq > ``after``, in seq order."""
@@ -55,7 +69,7 @@ async def events_after(session: AsyncSession, *, stream: str, after: int, limit:
         )
     present = [row for row in rows if row.seq is not None]
     has_more = len(present) > limit
-    envelopes: list[dict[str, Any]] = []
+    events: list[tuple[OutboxEventRow, int]] = []
     missing = 0
     position, on_its_way = after, False
     expected = after + 1
@@ -63,8 +77,7 @@ async def events_after(session: AsyncSession, *, stream: str, after: int, limit:
         missing += row.seq - expected  # deleted by retention
         expected = row.seq + 1
         if row.status == "delivered":
-            event = OutboxEventRow.from_row((*tuple(row)[3:], []))
-            envelopes.append(event.envelope(stream, row.seq))
+            events.append((OutboxEventRow.from_row((*tuple(row)[3:], [])), row.seq))
         elif row.status == "dead":
             missing += 1
         else:
@@ -77,7 +90,7 @@ async def events_after(session: AsyncSession, *, stream: str, after: int, limit:
             position = head
     return CatchUp(
         stream=stream,
-        envelopes=envelopes,
+        events=events,
         has_more=has_more,
         missing=missing,
         beyond_head=False,

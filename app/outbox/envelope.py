@@ -83,6 +83,11 @@ class OutboxEventRow:
         )
 
     @property
+    def envelope_id(self) -> str:
+        """The event's id in its envelopes, the same on every stream."""
+        return f"evt_{self.id}"
+
+    @property
     def payload(self) -> dict[str, Any]:
         """The payload, decoded."""
         payload: dict[str, Any] = json.loads(self.payload_text)
@@ -92,7 +97,7 @@ class OutboxEventRow:
         """The envelope as sent on ``stream``, where this event has number ``seq``."""
         # Built, not validated: the row was validated when it was staged.
         envelope = EventEnvelope.model_construct(
-            id=f"evt_{self.id}",
+            id=self.envelope_id,
             type=self.type,
             version=self.version,
             stream=stream,
@@ -116,7 +121,7 @@ class OutboxEventRow:
         ``payload_json()``, serialised once for all of the event's streams."""
         head = _JSON.encode(
             {
-                "id": f"evt_{self.id}",
+                "id": self.envelope_id,
                 "type": self.type,
                 "version": self.version,
                 "stream": stream,

@@ -52,7 +52,8 @@ async def catch_up(
     retention, a position beyond the head) it must refetch its state. Its ``lastSeq`` is the
     client's position afterwards (docs/delivery.md).
     """
-    caught_up: list[dict[str, Any]] = []
+    caught_up: list[tuple[str, str]] = []  # (type, envelope as JSON text)
+    sent_ids: set[str] = set()
     recovered, missing, resume_from = False, 0, None
     try:
         async with sessionmaker() as session:
@@ -64,7 +65,8 @@ async def catch_up(
                 if page.has_more:  # over the cap: refetching is cheaper than catching up
                     resume_from = page.head
                 else:
-                    caught_up, resume_from = page.envelopes, page.last_seq
+                    caught_up, resume_from = page.envelope_texts(), page.last_seq
+                    sent_ids = {event.envelope_id for event, _ in page.events}
     except SQLAlchemyError:
         logger.warning("catch-up failed; the client must refetch", exc_info=True)
     # The connect handler returns before the server acknowledges the connection; anything
@@ -78,8 +80,7 @@ async def catch_up(
         return
     for event, data in first:
         await manager.send_direct(sid, event, data)
-    for envelope in caught_up:
-        await manager.send_direct(sid, envelope["type"], envelope)
+    await manager.send_encoded(sid, caught_up)
     sync = SyncOut(
         stream=stream,
         recovered=recovered,
@@ -89,7 +90,6 @@ async def catch_up(
     )
     await manager.send_direct(sid, "sync", sync.model_dump(mode="json", by_alias=True))
     metrics.CATCH_UPS.labels("true" if recovered else "false").inc()
-    sent_ids = {envelope["id"] for envelope in caught_up}
 
     def covered(held: HeldEmit) -> bool:
         _, _, data = held

@@ -13,8 +13,9 @@ position (docs/delivery.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from app.realtime.signals import ResyncOut
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# As python-socketio encodes packets (compact), and ASCII only, like the envelopes' text.
+_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 # (room the emit was addressed to, event name, data)
 HeldEmit = tuple[str | None, str, Any]
@@ -90,6 +94,26 @@ class HoldingManager(AsyncManager):
     async def send_direct(self, sid: str, event: str, data: Any, namespace: str = "/") -> None:
         """Send to this process's socket ``sid`` alone, past any hold and any other process."""
         await self._send_here(event, data, namespace, room=sid)
+
+    async def send_encoded(
+        self, sid: str, messages: Iterable[tuple[str, str]], namespace: str = "/"
+    ) -> None:
+        """Send ``sid`` alone (past any hold) events whose data is JSON text already, ASCII
+        only: (event, data as JSON). Each goes as the Socket.IO EVENT packet python-socketio
+        would encode for the decoded data, built from the text: no dict is walked for binary
+        parts or encoded again (a catch-up's envelopes, fifty per client in a replay storm)."""
+        eio_sid = self.eio_sid_from_sid(sid, namespace)
+        if eio_sid is None:
+            return  # gone: its disconnect handler is on its way
+        prefix = str(socketio.packet.EVENT) + ("" if namespace == "/" else namespace + ",")
+        try:
+            for event, data_json in messages:
+                packet = f"{prefix}[{_JSON.encode(event)},{data_json}]"
+                await self.server._send_eio_packet(
+                    eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, packet)
+                )
+        except engineio.exceptions.EngineIOError:
+            pass  # closed meanwhile: its disconnect handler is on its way
 
     async def _send_here(
         self, event: str, data: Any, namespace: str, room: str | None, skip_sid: Any = None

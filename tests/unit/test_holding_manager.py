@@ -4,6 +4,7 @@ python-socketio manager whose server is a fake that records what each socket was
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import json
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, Any]] = []
+        self.wire: list[tuple[str, str]] = []  # (sid, the Engine.IO message's text)
         # Sockets Engine.IO has closed: sending to one raises, as it does.
         self.closed: set[str] = set()
         # Called after each send, e.g. to emit again while a release is flushing.
@@ -34,6 +36,7 @@ class FakeServer:
         if sid in self.closed:
             raise SocketIsClosedError()
         self.sent.append((sid, event, data))
+        self.wire.append((sid, eio_pkt.data))
         if self.after_send is not None:
             await self.after_send(sid, event, data)
 
@@ -213,3 +216,28 @@ def test_rooms_are_kept_as_python_socketio_keeps_them() -> None:
         for sid in ("s1", "s2", "s4"):
             manager.basic_disconnect(sid, NS)
     assert ours.rooms == theirs.rooms == {}
+
+
+async def test_an_event_sent_as_json_text_is_the_packet_python_socketio_encodes(
+    manager: HoldingManager, server: FakeServer
+) -> None:
+    connect(manager, "s1", "user:a")
+    envelope = event(1) | {"data": {"title": 'Café ☕ "quoted"', "points": [1, 2.5, None]}}
+    await manager.send_direct("s1", "task.created", envelope)
+    await manager.send_encoded(
+        "s1", [("task.created", json.dumps(envelope, separators=(",", ":")))]
+    )
+    (_, encoded_by_the_library), (_, encoded_from_text) = server.wire
+    assert encoded_from_text == encoded_by_the_library
+    assert server.to("s1") == [("task.created", envelope)] * 2
+
+
+async def test_json_text_to_a_socket_that_is_gone_or_closed_is_dropped(
+    manager: HoldingManager, server: FakeServer
+) -> None:
+    connect(manager, "s1")
+    server.closed.add("s1")
+    messages = [("task.created", json.dumps(event(n))) for n in (1, 2)]
+    await manager.send_encoded("s1", messages)
+    await manager.send_encoded("never-connected", messages)
+    assert server.sent == []
