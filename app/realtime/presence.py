@@ -66,35 +66,45 @@ _LOCK_USER = text(
     "SELECT pg_advisory_xact_lock(:namespace, hashtext(CAST(:user_id AS text)))"
 ).bindparams(namespace=PRESENCE_LOCK_NAMESPACE)
 
-# DO NOTHING takes no row lock on an existing row, so connects never queue on the node row.
-_ENSURE_NODE = text(
-    """
-    INSERT INTO realtime_nodes (node_id, expires_at)
-    VALUES (:node_id, clock_timestamp() + make_interval(secs => CAST(:stale AS float8)))
-    ON CONFLICT (node_id) DO NOTHING
-    """
-)
+# A live socket of the user: on a node whose heartbeat has not expired.
+_LIVE_SOCKET_OF_USER = """
+    SELECT 1 FROM presence_sockets s JOIN realtime_nodes n ON n.node_id = s.node_id
+    WHERE s.user_id = :user_id AND n.expires_at > clock_timestamp()
+"""
 
-_USER_IS_LIVE = text(
-    """
-    SELECT EXISTS (
-        SELECT 1 FROM presence_sockets s JOIN realtime_nodes n ON n.node_id = s.node_id
-        WHERE s.user_id = :user_id AND n.expires_at > clock_timestamp()
-    )
-    """
-)
+_USER_IS_LIVE = text(f"SELECT EXISTS ({_LIVE_SOCKET_OF_USER})")
 
+# One round trip, under the user's lock: this node's row (DO NOTHING takes no row lock on an
+# existing row, so connects never queue on it), the socket's row, and whether the user was
+# live before it (the statement's snapshot does not see the row it adds).
 _ADD_SOCKET = text(
-    """
-    INSERT INTO presence_sockets (sid, user_id, family_id, node_id)
-    VALUES (:sid, :user_id, :family_id, :node_id)
-    ON CONFLICT (sid) DO NOTHING
-    RETURNING sid
+    f"""
+    WITH node AS (
+        INSERT INTO realtime_nodes (node_id, expires_at)
+        VALUES (:node_id, clock_timestamp() + make_interval(secs => CAST(:stale AS float8)))
+        ON CONFLICT (node_id) DO NOTHING
+    ),
+    added AS (
+        INSERT INTO presence_sockets (sid, user_id, family_id, node_id)
+        VALUES (:sid, :user_id, :family_id, :node_id)
+        ON CONFLICT (sid) DO NOTHING
+        RETURNING sid
+    )
+    SELECT EXISTS (SELECT 1 FROM added) AS added,
+           EXISTS ({_LIVE_SOCKET_OF_USER}) AS was_live
     """
 )
 
+# One round trip, under the user's lock: the socket's row, and whether the user is still
+# live without it (the statement's snapshot still sees the row it deletes).
 _REMOVE_SOCKET = text(
-    "DELETE FROM presence_sockets WHERE sid = :sid AND node_id = :node_id RETURNING sid"
+    f"""
+    WITH removed AS (
+        DELETE FROM presence_sockets WHERE sid = :sid AND node_id = :node_id RETURNING sid
+    )
+    SELECT EXISTS (SELECT 1 FROM removed) AS removed,
+           EXISTS ({_LIVE_SOCKET_OF_USER} AND s.sid <> :sid) AS still_live
+    """
 )
 
 _SET_VISIBLE = text(
@@ -235,23 +245,22 @@ class Presence:
             await session.execute(_LOCK_USER, {"user_id": user_id})
             if sid not in self._sockets:
                 return  # disconnected while waiting for the lock
-            await session.execute(
-                _ENSURE_NODE, {"node_id": self.node_id, "stale": self._stale_seconds}
-            )
-            was_live = await self._is_live(session, user_id)
-            added = await session.scalar(
-                _ADD_SOCKET,
-                {"sid": sid, "user_id": user_id, "family_id": family_id, "node_id": self.node_id},
-            )
-            if added is not None and not was_live:
+            params = {"sid": sid, "user_id": user_id, "family_id": family_id}
+            added, was_live = (
+                await session.execute(
+                    _ADD_SOCKET, params | {"node_id": self.node_id, "stale": self._stale_seconds}
+                )
+            ).one()
+            if added and not was_live:
                 # The socket itself needs no news of its own arrival.
                 await self._announce(user_id, family_id, online=True, skip_sid=sid)
 
     async def _remove_socket(self, sid: str, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
         async with self._sessionmaker() as session, session.begin():
             await session.execute(_LOCK_USER, {"user_id": user_id})
-            removed = await session.scalar(_REMOVE_SOCKET, {"sid": sid, "node_id": self.node_id})
-            if removed is not None and not await self._is_live(session, user_id):
+            params = {"sid": sid, "node_id": self.node_id, "user_id": user_id}
+            removed, still_live = (await session.execute(_REMOVE_SOCKET, params)).one()
+            if removed and not still_live:
                 await self._announce(user_id, family_id, online=False)
 
     async def _is_live(self, session: AsyncSession, user_id: uuid.UUID) -> bool:
