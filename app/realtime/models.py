@@ -36,6 +36,7 @@ class PresenceSocket(Base):
     __table_args__ = (
         Index("presence_sockets_user_idx", "user_id"),
         Index("presence_sockets_node_idx", "node_id"),
+        Index("presence_sockets_family_idx", "family_id"),
         {"prefixes": ["UNLOGGED"]},
     )
 
