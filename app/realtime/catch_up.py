@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import statement_session
 from app.outbox.catch_up import events_after, stream_head
 from app.realtime import metrics
 from app.realtime.holding import HeldEmit, HoldingManager
@@ -56,7 +57,7 @@ async def catch_up(
     sent_ids: set[str] = set()
     recovered, missing, resume_from = False, 0, None
     try:
-        async with sessionmaker() as session:
+        async with statement_session(sessionmaker) as session:
             if last_seq is None:
                 resume_from = await stream_head(session, stream=stream)
             else:

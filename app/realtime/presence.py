@@ -22,6 +22,7 @@ import socketio
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import statement_session
 from app.realtime.models import PresenceSocket, RealtimeNode
 from app.realtime.signals import PresenceChanged, PresenceSnapshot
 from app.settings import Settings
@@ -229,7 +230,7 @@ class Presence:
 
     async def snapshot(self, family_id: uuid.UUID) -> PresenceSnapshot:
         """Who in the family has a live socket now, on any web process."""
-        async with self._sessionmaker() as session:
+        async with statement_session(self._sessionmaker) as session:
             online = list(await session.scalars(_FAMILY_ONLINE, {"family_id": family_id}))
         return PresenceSnapshot(online=online)
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.sessions import session_user
 from app.auth.tokens import TokenClaims, verify_token
+from app.db import statement_session
 from app.errors import Unauthorized
 from app.outbox.streams import is_stream, user_stream
 from app.realtime import metrics
@@ -152,7 +153,7 @@ def create_socket_server(
     async def checked_claims(token: str) -> TokenClaims:
         """The claims of an access token whose user and session still stand."""
         claims = verify_token(token, settings)
-        async with sessionmaker() as session:
+        async with statement_session(sessionmaker) as session:
             await session_user(session, claims)
         return claims
 
