@@ -50,10 +50,9 @@ class CatchUp:
 
     def envelope_texts(self) -> list[tuple[str, str]]:
         """Each event's (type, envelope as JSON text): a socket's catch-up sends these without
-        building and encoding a dict per envelope (``OutboxEventRow.envelope_json``)."""
+        building and encoding a dict per envelope (``OutboxEventRow.envelope_text``)."""
         return [
-            (event.type, event.envelope_json(self.stream, seq, event.payload_json()))
-            for event, seq in self.events
+            (event.type, event.envelope_text().on(self.stream, seq)) for event, seq in self.events
         ]
 
 

@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _json_string  # a str as a JSON string
 from typing import Annotated, Any
 
 from pydantic import Field, PlainSerializer, WithJsonSchema
@@ -109,26 +110,33 @@ class OutboxEventRow:
         return envelope.model_dump(mode="json", by_alias=True)
 
     def payload_json(self) -> str:
-        """The payload as JSON text, ASCII only, for ``envelope_json``: Postgres's text as it
+        """The payload as JSON text, ASCII only, for ``envelope_text``: Postgres's text as it
         is when it is ASCII (most payloads: no decoding, no encoding), else encoded again."""
         if self.payload_text.isascii():
             return self.payload_text
         return _JSON.encode(self.payload)
 
-    def envelope_json(self, stream: str, seq: int, payload_json: str) -> str:
-        """``envelope(stream, seq)`` as JSON text (ASCII only, the same keys in the same order),
-        built without the model: the dispatcher's hot path. ``payload_json`` is
-        ``payload_json()``, serialised once for all of the event's streams."""
-        head = _JSON.encode(
-            {
-                "id": self.envelope_id,
-                "type": self.type,
-                "version": self.version,
-                "stream": stream,
-                "seq": seq,
-                "occurredAt": _utc_milliseconds(self.created_at),
-                "familyId": None if self.family_id is None else str(self.family_id),
-            }
+    def envelope_text(self) -> EnvelopeText:
+        """``envelope`` as JSON text for any of the event's streams, built without the model:
+        the dispatcher's and the catch-up's hot path. What every stream shares is serialised
+        once, the payload included."""
+        family_id = "null" if self.family_id is None else f'"{self.family_id}"'
+        return EnvelopeText(
+            head=f'{{"id":"{self.envelope_id}","type":{_json_string(self.type)},'
+            f'"version":{self.version},',
+            tail=f'"occurredAt":"{_utc_milliseconds(self.created_at)}","familyId":{family_id},'
+            f'"data":{self.payload_json()}}}',
         )
-        # `data` is the envelope's last field: the payload goes in before the closing brace.
-        return f'{head[:-1]},"data":{payload_json}}}'
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeText:
+    """An event's envelope as JSON text (ASCII only; ``envelope``'s keys, in its order) around
+    the two fields that differ from stream to stream: ``stream`` and ``seq``."""
+
+    head: str
+    tail: str
+
+    def on(self, stream: str, seq: int) -> str:
+        """The envelope as sent on ``stream``, where the event has number ``seq``."""
+        return f'{self.head}"stream":{_json_string(stream)},"seq":{int(seq)},{self.tail}'

@@ -13,12 +13,12 @@ position (docs/delivery.md).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_string  # a str as a JSON string
 from typing import Any
 
 import engineio
@@ -33,9 +33,6 @@ from app.realtime.signals import ResyncOut
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-# As python-socketio encodes packets (compact), and ASCII only, like the envelopes' text.
-_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 # (room the emit was addressed to, event name, data)
 HeldEmit = tuple[str | None, str, Any]
@@ -108,7 +105,7 @@ class HoldingManager(AsyncManager):
         prefix = str(socketio.packet.EVENT) + ("" if namespace == "/" else namespace + ",")
         try:
             for event, data_json in messages:
-                packet = f"{prefix}[{_JSON.encode(event)},{data_json}]"
+                packet = f"{prefix}[{_json_string(event)},{data_json}]"
                 await self.server._send_eio_packet(
                     eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, packet)
                 )

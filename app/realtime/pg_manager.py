@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_string  # a str as a JSON string
 from typing import Any
 
 import psycopg
@@ -208,18 +209,13 @@ class PostgresManager(AsyncPubSubManager):
         buffer = _transaction_buffer.get()
         if buffer is None or buffer.owner is not self or buffer.closed:
             raise RuntimeError("emit_encoded needs an open publishing_in block")
-        head = _JSON.encode({"method": "emit", "event": event})
-        tail = _JSON.encode(
-            {
-                "binary": False,
-                "namespace": "/",
-                "room": room,
-                "skip_sid": None,
-                "callback": None,
-                "host_id": self.host_id,
-            }
+        # Written out rather than encoded from a dict: only the strings need JSON's escaping.
+        message = (
+            f'{{"method":"emit","event":{_json_string(event)},"data":[{data_json}],'
+            f'"binary":false,"namespace":"/","room":{_json_string(room)},'
+            f'"skip_sid":null,"callback":null,"host_id":{_json_string(self.host_id)}}}'
         )
-        buffer.messages.append(EncodedMessage(f'{head[:-1]},"data":[{data_json}],{tail[1:]}'))
+        buffer.messages.append(EncodedMessage(message))
 
     async def aclose(self) -> None:
         """Close the publishing connection, if one is open."""

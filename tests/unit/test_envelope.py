@@ -87,12 +87,14 @@ def test_each_stream_gets_its_own_seq_and_the_same_id() -> None:
         # As Postgres prints a jsonb: keys by length, a space after each separator.
         {"payload": '{"q": "\\"", "title": "Aufräumen ✓ 🧹", "nested": {"a": [1, null, true]}}'},
         {"payload": "{}"},
+        # Stream names that JSON must escape (real ones are `user:<uuid>`, `chat:<uuid>`).
+        {"recipients": [['user:"quoted"\\', 1], ["chat:ü", 2]]},
     ],
 )
 def test_the_envelope_as_json_is_the_envelope_serialised(changes: dict[str, object]) -> None:
     event = OutboxEventRow.from_row(row(**changes))
     for stream, seq in event.recipients:
-        text = event.envelope_json(stream, seq, event.payload_json())
+        text = event.envelope_text().on(stream, seq)
         # The JSON the bundle would have held for the dict (same keys, same order), in ASCII:
         # bundles are cut into NOTIFY payloads by character count.
         assert text.isascii()

@@ -3,8 +3,8 @@ python-socketio manager whose server is a fake that records what each socket was
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
