@@ -205,7 +205,7 @@ class Worker:
                 },
             )
             rows = await cur.fetchall()
-        batch = sorted((OutboxEventRow.from_row(row) for row in rows), key=lambda e: e.id)
+        batch = sorted(OutboxEventRow.from_claimed(rows), key=lambda e: e.id)
         return Claim(token=token, asked=limit, batch=batch)
 
     async def _handle(self, batch: list[OutboxEventRow], token: uuid.UUID) -> int:

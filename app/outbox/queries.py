@@ -98,6 +98,9 @@ STREAM_HEAD = "SELECT last_seq FROM stream_sequences WHERE stream = %(stream)s"
 
 # --- The drain loop (dispatcher.worker) -------------------------------------------------------
 
+# A batch's lists of ids and streams (a thousand of each in a backlog) go as binary parameters
+# (``%(...)b``): psycopg writes a text array literal in Python, escaping every element.
+
 # Takes the oldest due rows no live claim holds. Rows whose lease expired (their dispatcher
 # died) are due again, so reclaiming needs no separate job. SKIP LOCKED lets any number of
 # dispatchers claim at once without waiting on each other.
@@ -120,7 +123,7 @@ FROM claimable
 WHERE e.id = claimable.id
 RETURNING e.id, e.type, e.version, e.payload::text, e.family_id, e.created_at, e.attempts,
     (SELECT jsonb_agg(jsonb_build_array(r.stream, r.seq) ORDER BY r.stream)
-     FROM outbox_recipients AS r WHERE r.event_id = e.id) AS recipients
+     FROM outbox_recipients AS r WHERE r.event_id = e.id)::text AS recipients
 """
 
 # Only the holder of the claim token may finish a row: a dispatcher that lost its lease
@@ -129,7 +132,7 @@ MARK_DELIVERED = """
 UPDATE outbox_events
 SET status = 'delivered', delivered_at = clock_timestamp(),
     claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL
-WHERE id = ANY(%(ids)s) AND claim_token = %(token)s
+WHERE id = ANY(%(ids)b) AND claim_token = %(token)s
 RETURNING id
 """
 
@@ -175,7 +178,7 @@ WHERE e.id = released.id AND e.claim_token = %(token)s AND e.status = 'pending'
 # for: a stream another dispatcher is delivering right now is held back, so a stalled
 # dispatcher can never stop the others. Returns the streams that could not be locked.
 TRY_LOCK_STREAMS = """
-SELECT stream FROM unnest(%(streams)s::text[]) AS stream
+SELECT stream FROM unnest(%(streams)b::text[]) AS stream
 WHERE NOT pg_try_advisory_xact_lock(%(lock_class)s, abs(hashtext(stream)) %% %(buckets)s)
 """
 
@@ -206,7 +209,7 @@ SELECT r.stream, min(r.seq),
        )) FILTER (WHERE e.lease_expires_at > now()), 0)::float8
 FROM earlier AS e
 JOIN outbox_recipients AS r ON r.event_id = e.id
-WHERE r.stream = ANY(%(streams)s)
+WHERE r.stream = ANY(%(streams)b)
 GROUP BY r.stream
 """
 

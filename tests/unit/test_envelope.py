@@ -39,6 +39,20 @@ def test_an_event_with_no_recipients_has_an_empty_list() -> None:
     assert OutboxEventRow.from_row(row(recipients=None)).recipients == []
 
 
+def test_claimed_rows_have_their_recipients_decoded_from_jsonb_text() -> None:
+    claimed = [
+        row(id=1, recipients='[["user:a", 7], ["user:b", 3]]'),
+        row(id=2, recipients=None),
+        row(id=3, recipients='[["chat:\\"x\\"", 1]]'),
+    ]
+    events = OutboxEventRow.from_claimed(claimed)
+    assert [(e.id, e.recipients) for e in events] == [
+        (1, [("user:a", 7), ("user:b", 3)]),
+        (2, []),
+        (3, [('chat:"x"', 1)]),
+    ]
+
+
 def test_the_envelope_on_one_stream() -> None:
     event = OutboxEventRow.from_row(row())
     assert event.envelope("user:b", 3) == {
