@@ -33,6 +33,14 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+class JsonPacket(socketio.packet.Packet):
+    """The Socket.IO packets of a server that sends JSON only (envelopes, signals: nothing of
+    this protocol is binary): none walks its data looking for bytes to send as attachments, as
+    python-socketio's packets do, every packet, every socket of a fan-out."""
+
+    uses_binary_events = False
+
+
 # Registers a domain's client events on the server's gate (``app.chat.sockets``, say).
 SocketHandlers = Callable[[socketio.AsyncServer, ClientEventGate], None]
 
@@ -55,6 +63,7 @@ def create_socket_server(
         cors_allowed_origins=settings.cors_origins or None,
         # Client frames are small (acks, typing, visibility); bigger ones are refused undecoded.
         max_http_buffer_size=64 * 1024,
+        serializer=JsonPacket,
     )
 
     # Read when scraped: every socket of this process is in the namespace's None room, and in
