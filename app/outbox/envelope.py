@@ -149,4 +149,4 @@ class EnvelopeText:
 
     def on(self, stream: str, seq: int) -> str:
         """The envelope as sent on ``stream``, where the event has number ``seq``."""
-        return f'{self.head}"stream":{_json_string(stream)},"seq":{int(seq)},{self.tail}'
+        return f'{self.head}"stream":{_json_string(stream)},"seq":{seq},{self.tail}'
